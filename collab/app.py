@@ -1,0 +1,86 @@
+"""``create_app(settings) -> Starlette``: the only place that wires it all."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.types import Receive, Scope, Send
+
+from .config import Settings
+from .connection import Connection, new_connection_id
+from .hooks import Hooks, load_hooks
+from .server import CollabServer
+from .stores import Store, store_from_url
+from .ywebsocket import YWebsocketSession
+
+log = logging.getLogger("collab.app")
+
+
+class _SocketEndpoint:
+    """A raw ASGI websocket endpoint bound to the server (Starlette passes
+    non-function endpoints through as ASGI apps)."""
+
+    def __init__(self, server: CollabServer, session_cls: type[Any]) -> None:
+        self.server = server
+        self.session_cls = session_cls
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        s = self.server.settings
+        conn = Connection(new_connection_id(), send, max_frames=s.outbound_queue_frames,
+                          max_bytes=s.outbound_queue_bytes, path=scope.get("path", ""))
+        await self.session_cls(self.server, scope, receive, send, conn).serve()
+
+
+def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None,
+               store: Store | None = None) -> Starlette:
+    """Build the ASGI app. Mount it anywhere; wire its lifespan (see README).
+
+    ``app.state.collab`` is the :class:`CollabServer`; ``app.router.lifespan_context``
+    starts and stops its background work.
+    """
+    settings = settings or Settings.from_env(os.environ)
+    if hooks is None:
+        hooks = load_hooks(settings.hooks)
+    if store is None:
+        store = store_from_url(settings.store_url, compact_threshold=settings.compact_threshold)
+    server = CollabServer(settings, store, hooks)
+    server.on_store_result.append(
+        lambda room, seconds, exc: server.metrics.store_result(seconds, exc is not None))
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        report = server.health.report()
+        return JSONResponse(report, status_code=200 if server.health.ready else 503)
+
+    async def metrics(request: Request) -> Response:
+        server.metrics.active_rooms.set(len(server.rooms))
+        return Response(server.metrics.render(),
+                        media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        await server.start()
+        try:
+            yield
+        finally:
+            await server.stop()
+
+    routes = [
+        Route(settings.health_path, healthz),
+        Route(settings.ready_path, readyz),
+        Route(settings.metrics_path, metrics),
+        WebSocketRoute("/{room:path}", _SocketEndpoint(server, YWebsocketSession)),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.collab = server
+    return app

@@ -1,0 +1,147 @@
+"""``collab serve``: run the server under uvicorn, with a graceful drain.
+
+On SIGTERM/SIGINT: readiness turns 503 and new sockets are refused at once;
+after ``drain_seconds`` (or as soon as no socket is left) the remaining
+sockets get 1001, rooms are stored, and the process exits 0. A second signal
+exits at once. uvicorn's own shutdown would close sockets with 1012 straight
+away, which is why the drain runs before uvicorn is told to exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from types import FrameType
+from typing import Any
+
+import uvicorn
+
+from . import logs
+from .config import ENV_PREFIX, Settings, parse_value
+from .errors import CloseCode, ConfigError
+
+log = logging.getLogger("collab.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="collab", description="Yjs sync server")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the server",
+                           description=f"Every option is also the variable {ENV_PREFIX}<NAME>.")
+    for f in dataclasses.fields(Settings):
+        serve.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None,
+                           help=f"env {ENV_PREFIX}{f.name.upper()}")
+    return parser
+
+
+def settings_from(argv: Sequence[str] | None, environ: dict[str, str]) -> Settings:
+    args = build_parser().parse_args(argv)
+    types = {f.name: f.type for f in dataclasses.fields(Settings)}
+    overrides = {k: parse_value("--" + k.replace("_", "-"), types[k], v)
+                 for k, v in vars(args).items() if k != "command" and v is not None}
+    return Settings.from_env(environ, **overrides)
+
+
+class DrainingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._drain_task: asyncio.Task[None] | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        app = self.config.loaded_app
+        server = getattr(getattr(getattr(app, "app", app), "state", None), "collab", None)
+        if self._drain_task is not None or server is None or not self.started:
+            super().handle_exit(sig, frame)  # second signal, or not serving yet: exit now
+            return
+        loop = asyncio.get_event_loop()
+        self._drain_task = loop.create_task(self._drain(server))
+
+    async def _drain(self, server: Any) -> None:
+        server.begin_drain()
+        deadline = time.monotonic() + server.settings.drain_seconds
+        # Let the load balancer see readiness fail while sockets keep working.
+        while server.connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        server.close_all(CloseCode.GOING_AWAY, "server shutting down")
+        close_deadline = time.monotonic() + 5
+        while server.connections and time.monotonic() < close_deadline:
+            await asyncio.sleep(0.05)
+        self.should_exit = True
+
+
+def uvicorn_config(settings: Settings) -> uvicorn.Config:
+    from .app import create_app
+
+    return uvicorn.Config(
+        create_app(settings), host=settings.host, port=settings.port,
+        ws_ping_interval=settings.ping_interval, ws_ping_timeout=settings.ping_timeout,
+        # Above our own limit so collab, not uvicorn, answers 1009 with a reason.
+        ws_max_size=settings.max_frame_bytes * 2 + 1024,
+        ws_per_message_deflate=False,
+        log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=10,
+    )
+
+
+def _worker(settings: Settings, sock: socket.socket) -> None:
+    logs.configure(settings.log_format, settings.log_level)
+    DrainingServer(uvicorn_config(settings)).run(sockets=[sock])
+
+
+def run_workers(settings: Settings) -> int:
+    """Several processes accepting on one socket, each a full collab instance
+    (rooms are shared between them through the Redis backplane)."""
+    if not settings.redis_url:
+        log.warning("--workers > 1 without COLLAB_REDIS_URL: workers will not share rooms")
+    ctx = multiprocessing.get_context("spawn")
+    sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((settings.host, settings.port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    procs = []
+    for i in range(settings.workers):
+        worker_settings = settings.replace(instance_id=f"{settings.instance_id}-w{i}")
+        proc = ctx.Process(target=_worker, args=(worker_settings, sock), daemon=False)
+        proc.start()
+        procs.append(proc)
+    log.info("started %d workers on %s:%d", len(procs), settings.host, settings.port)
+
+    def forward(sig: int, frame: FrameType | None) -> None:
+        for proc in procs:
+            if proc.is_alive() and proc.pid:
+                os.kill(proc.pid, sig)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    codes = []
+    for proc in procs:
+        proc.join()
+        codes.append(proc.exitcode or 0)
+    return max(codes, default=0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    environ = dict(os.environ)
+    try:
+        settings = settings_from(argv, environ)
+    except ConfigError as exc:
+        print(f"collab: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(settings.log_format, settings.log_level)
+    if settings.workers > 1:
+        if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="collab-metrics-")
+        return run_workers(settings)
+    server = DrainingServer(uvicorn_config(settings))
+    server.run()
+    return 0 if server.started else 1

@@ -1,0 +1,166 @@
+"""One socket: its id, bounded outbound queue, sender, and close accounting.
+
+Frames are queued without blocking the room (a slow consumer must never slow
+the others) and written by one sender task per connection. A queue past its
+bound closes the connection with 1013 rather than buffering without limit
+(pycrdt-websocket's silent 65,536-item buffer is what we avoid).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import itertools
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import CloseCode
+
+log = logging.getLogger("collab.connection")
+
+ASGISend = Callable[[dict[str, Any]], Awaitable[None]]
+
+_counter = itertools.count(1)
+_PROCESS_TAG = os.urandom(3).hex()
+
+
+def new_connection_id() -> str:
+    """Unique across processes and restarts: a random per-process tag + a counter."""
+    return f"c-{_PROCESS_TAG}-{next(_counter)}"
+
+
+class State(enum.Enum):
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+class Initiator(enum.StrEnum):
+    CLIENT = "client"
+    SERVER = "server"
+    ABNORMAL = "abnormal"
+
+
+@dataclass(slots=True)
+class Stats:
+    opened_at: float = field(default_factory=time.monotonic)
+    frames_in: int = 0
+    bytes_in: int = 0
+    frames_out: int = 0
+    bytes_out: int = 0
+    last_frame_type: str = "-"
+
+
+@dataclass(frozen=True, slots=True)
+class CloseRecord:
+    connection_id: str
+    room: str
+    code: int
+    reason: str
+    initiator: Initiator
+    duration: float
+    stats: Stats
+
+
+_CLOSE = object()  # sentinel queued after the last frame to send
+
+
+class Connection:
+    """Owns the outbound side of one socket. Transitions OPEN → CLOSING → CLOSED."""
+
+    def __init__(self, conn_id: str, send: ASGISend, *, max_frames: int, max_bytes: int,
+                 path: str = "") -> None:
+        self.id = conn_id
+        self.path = path
+        self.rooms: list[str] = []
+        self.stats = Stats()
+        self.state = State.OPEN
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self._asgi_send = send
+        self._max_frames = max_frames
+        self._max_bytes = max_bytes
+        self._queue: deque[object] = deque()
+        self._queued_bytes = 0
+        self._wake = asyncio.Event()
+        self.overflowed = False
+        self.on_frame_sent: Callable[[int], None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.id} {self.state.value}>"
+
+    def send(self, frame: bytes) -> None:
+        """Queue a frame; overflow closes this connection with 1013."""
+        if self.state is not State.OPEN:
+            return
+        if (len(self._queue) >= self._max_frames
+                or self._queued_bytes + len(frame) > self._max_bytes):
+            self.overflowed = True
+            log.warning("outbound queue full, closing", extra={"conn_id": self.id})
+            self.close(CloseCode.TRY_AGAIN_LATER, "outbound queue overflow: client too slow")
+            return
+        self._queue.append(frame)
+        self._queued_bytes += len(frame)
+        self._wake.set()
+
+    def close(self, code: int, reason: str, *, flush: bool = False) -> None:
+        """Ask the sender to close with ``code``: at once, or after the queue (flush)."""
+        if self.state is not State.OPEN:
+            return
+        self.state = State.CLOSING
+        self.close_code = code
+        self.close_reason = reason
+        if not flush:
+            self._queue.clear()
+            self._queued_bytes = 0
+        self._queue.append(_CLOSE)
+        self._wake.set()
+
+    async def run_sender(self) -> None:
+        """Write queued frames in order until the close sentinel or a dead socket."""
+        queue = self._queue
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while queue:
+                item = queue.popleft()
+                if item is _CLOSE:
+                    await self._send_close()
+                    return
+                assert isinstance(item, bytes)
+                self._queued_bytes -= len(item)
+                try:
+                    await self._asgi_send({"type": "websocket.send", "bytes": item})
+                except (OSError, RuntimeError) as exc:
+                    # The peer is gone; the receive side reports how it closed.
+                    log.debug("send failed: %s", exc, extra={"conn_id": self.id})
+                    return
+                self.stats.frames_out += 1
+                self.stats.bytes_out += len(item)
+                if self.on_frame_sent is not None:
+                    self.on_frame_sent(len(item))
+
+    async def _send_close(self) -> None:
+        try:
+            await self._asgi_send({"type": "websocket.close", "code": self.close_code,
+                                   "reason": self.close_reason[:120]})
+        except (OSError, RuntimeError) as exc:
+            log.debug("close failed: %s", exc, extra={"conn_id": self.id})
+
+    def finish(self, client_code: int | None, client_reason: str, room: str) -> CloseRecord:
+        """The socket is gone: settle who closed it and why."""
+        self.state = State.CLOSED
+        if self.close_code is not None:
+            code, reason, who = self.close_code, self.close_reason, Initiator.SERVER
+        else:
+            code = client_code if client_code is not None else CloseCode.NO_STATUS
+            reason = client_reason
+            who = (Initiator.ABNORMAL if code in (CloseCode.NO_STATUS, CloseCode.ABNORMAL)
+                   else Initiator.CLIENT)
+        return CloseRecord(self.id, room, int(code), reason, who,
+                           time.monotonic() - self.stats.opened_at, self.stats)

@@ -1,0 +1,101 @@
+"""The one exception hierarchy of collab, and the close codes it maps to.
+
+::
+
+    CollabError
+    ├── ConfigError            a setting is missing or malformed (names it)
+    ├── CloseError             ends one connection with a specific close code
+    │   ├── ProtocolError      1002: a frame that does not parse
+    │   ├── InvalidPayload     1007: parses, but its content is rejected
+    │   ├── FrameTooLarge      1009
+    │   ├── PolicyViolation    1008: e.g. a bad room name
+    │   ├── Overloaded         1013: outbound queue overflow, dependency down
+    │   └── Unauthorized / Forbidden   4401 / 4403
+    ├── StoreError             a store operation failed
+    │   └── VersionConflict    compare-and-set lost; retry
+    └── BackplaneError         the cross-instance link failed
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class CloseCode(IntEnum):
+    """WebSocket close codes used by collab (DESIGN.md §4)."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    PROTOCOL_ERROR = 1002
+    UNSUPPORTED_DATA = 1003
+    NO_STATUS = 1005
+    ABNORMAL = 1006
+    INVALID_PAYLOAD = 1007
+    POLICY = 1008
+    TOO_BIG = 1009
+    INTERNAL = 1011
+    TRY_AGAIN_LATER = 1013
+    RESET = 4205
+    UNAUTHORIZED = 4401
+    FORBIDDEN = 4403
+    TIMEOUT = 4408
+
+
+class CollabError(Exception):
+    """Base of every error collab raises on purpose."""
+
+
+class ConfigError(CollabError):
+    """A setting is missing or malformed; the message names the setting."""
+
+
+class CloseError(CollabError):
+    """An error that ends one connection with ``code`` and ``reason``."""
+
+    code: CloseCode = CloseCode.INTERNAL
+
+    def __init__(self, reason: str, code: CloseCode | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        if code is not None:
+            self.code = code
+
+
+class ProtocolError(CloseError):
+    code = CloseCode.PROTOCOL_ERROR
+
+
+class InvalidPayload(CloseError):
+    code = CloseCode.INVALID_PAYLOAD
+
+
+class FrameTooLarge(CloseError):
+    code = CloseCode.TOO_BIG
+
+
+class PolicyViolation(CloseError):
+    code = CloseCode.POLICY
+
+
+class Overloaded(CloseError):
+    code = CloseCode.TRY_AGAIN_LATER
+
+
+class Unauthorized(CloseError):
+    code = CloseCode.UNAUTHORIZED
+
+
+class Forbidden(CloseError):
+    code = CloseCode.FORBIDDEN
+
+
+class StoreError(CollabError):
+    """A store operation failed."""
+
+
+class VersionConflict(StoreError):
+    """Another writer changed the stored version first; re-read and retry."""
+
+
+class BackplaneError(CollabError):
+    """The cross-instance link (Redis) failed."""

@@ -1,0 +1,207 @@
+"""One document: a pycrdt ``Doc``, its awareness table, and its local peers.
+
+The room takes (peer, message) and decides what to send to whom. It knows no
+Starlette and no Redis: sockets and the backplane only drive it through
+:class:`Peer` objects and the ``listeners`` below. Every call is synchronous
+and runs on the event loop thread, so a room needs no lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pycrdt import Doc
+
+from . import awareness as aw
+from .errors import InvalidPayload
+
+
+class Codec(Protocol):
+    """Frames a room-level message for one wire protocol.
+
+    Peers sharing a codec object get byte-identical frames, so a broadcast is
+    encoded once per codec, not once per peer.
+    """
+
+    def step1(self, room: str, state_vector: bytes) -> bytes: ...
+    def step2(self, room: str, update: bytes) -> bytes: ...
+    def update(self, room: str, update: bytes) -> bytes: ...
+    def awareness(self, room: str, update: bytes) -> bytes: ...
+
+
+class Peer(Protocol):
+    """A local socket (or one document of a multiplexed socket) in a room."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def readonly(self) -> bool: ...
+    @property
+    def codec(self) -> Codec: ...
+    def send(self, frame: bytes) -> None:
+        """Queue a frame; never blocks, never raises (overflow closes the peer)."""
+
+
+# Transaction origins: a change that came from the backplane or the store is
+# never published back (Hocuspocus lesson: a typed origin, not a guess).
+@dataclass(frozen=True, slots=True)
+class PeerOrigin:
+    peer_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteOrigin:
+    instance_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoreOrigin:
+    pass
+
+
+Origin = PeerOrigin | RemoteOrigin | StoreOrigin
+UpdateListener = Callable[[bytes, Origin], None]
+AwarenessListener = Callable[[bytes, Origin], None]
+
+
+
+def _is_rejection(exc: BaseException) -> bool:
+    """pycrdt raises ValueError for undecodable updates, and surfaces a Rust
+    panic as pyo3's PanicException, a BaseException that cannot be imported."""
+    return isinstance(exc, ValueError) or type(exc).__name__ == "PanicException"
+
+
+class Room:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.doc: Doc[Any] = Doc()
+        self.awareness = aw.AwarenessTable()
+        self.peers: dict[str, Peer] = {}
+        # Awareness client ids that arrived on each local peer, removed when it leaves.
+        self._peer_clients: dict[str, set[int]] = {}
+        self.update_listeners: list[UpdateListener] = []
+        self.awareness_listeners: list[AwarenessListener] = []
+        self._origin: Origin | None = None
+        self._sub = self.doc.observe(self._on_doc_update)
+
+    def __repr__(self) -> str:
+        return f"<Room {self.name!r} peers={len(self.peers)}>"
+
+    # -- document -----------------------------------------------------------
+
+    def state_vector(self) -> bytes:
+        return self.doc.get_state()
+
+    def diff(self, state_vector: bytes | None = None) -> bytes:
+        """The update a holder of ``state_vector`` is missing (all if None)."""
+        try:
+            return self.doc.get_update(state_vector)
+        except ValueError as exc:
+            raise InvalidPayload("invalid state vector") from exc
+
+    def apply(self, update: bytes, origin: Origin) -> None:
+        """Apply an update; integrated changes reach peers and listeners.
+
+        pycrdt decodes the whole update before integrating it, so a rejected
+        update leaves the document untouched.
+        """
+        if update == b"\x00\x00":  # the empty update Yjs sends on sync
+            return
+        self._origin = origin
+        try:
+            self.doc.apply_update(update)
+        except BaseException as exc:
+            if not _is_rejection(exc):
+                raise
+            raise InvalidPayload(f"update rejected: {exc}") from None
+        finally:
+            self._origin = None
+
+    def _on_doc_update(self, event: object) -> None:
+        update: bytes = event.update  # type: ignore[attr-defined]
+        origin = self._origin if self._origin is not None else StoreOrigin()
+        exclude = origin.peer_id if isinstance(origin, PeerOrigin) else None
+        self._broadcast(lambda c: c.update(self.name, update), exclude)
+        for listener in self.update_listeners:
+            listener(update, origin)
+
+    # -- peers --------------------------------------------------------------
+
+    def join(self, peer: Peer) -> None:
+        """Add a peer and send it our step1 and the current awareness."""
+        self.peers[peer.id] = peer
+        self._peer_clients[peer.id] = set()
+        peer.send(peer.codec.step1(self.name, self.state_vector()))
+        if len(self.awareness):
+            peer.send(peer.codec.awareness(self.name, aw.encode_update(self.awareness.snapshot())))
+
+    def leave(self, peer: Peer) -> None:
+        """Remove a peer; broadcast the removal of its awareness clients."""
+        self.peers.pop(peer.id, None)
+        clients = self._peer_clients.pop(peer.id, set())
+        removed = self.awareness.remove(clients)
+        if removed:
+            self._relay_awareness(aw.encode_update(removed), PeerOrigin(peer.id))
+
+    def sync_step1(self, peer: Peer, state_vector: bytes) -> None:
+        peer.send(peer.codec.step2(self.name, self.diff(state_vector)))
+
+    def sync_update(self, peer: Peer, update: bytes) -> bool:
+        """Apply a peer's step2/update; False when read-only (not applied)."""
+        if peer.readonly:
+            return False
+        self.apply(update, PeerOrigin(peer.id))
+        return True
+
+    # -- awareness ----------------------------------------------------------
+
+    def peer_awareness(self, peer: Peer, update: bytes) -> None:
+        entries = aw.decode_update(update)
+        clients = self._peer_clients.get(peer.id)
+        if clients is not None:
+            for e in entries:
+                if e.state == aw.NULL_STATE:
+                    clients.discard(e.client_id)
+                else:
+                    clients.add(e.client_id)
+        self.apply_awareness(entries, PeerOrigin(peer.id))
+
+    def apply_awareness(self, entries: list[aw.Entry], origin: Origin) -> None:
+        changed = self.awareness.apply(entries)
+        if changed:
+            self._relay_awareness(aw.encode_update(changed), origin)
+
+    def query_awareness(self, peer: Peer) -> None:
+        peer.send(peer.codec.awareness(self.name, aw.encode_update(self.awareness.snapshot())))
+
+    def _relay_awareness(self, update: bytes, origin: Origin) -> None:
+        exclude = origin.peer_id if isinstance(origin, PeerOrigin) else None
+        self._broadcast(lambda c: c.awareness(self.name, update), exclude)
+        for listener in self.awareness_listeners:
+            listener(update, origin)
+
+    def local_awareness(self) -> bytes:
+        """Awareness of the clients connected here (for a remote instance)."""
+        mine = set().union(*self._peer_clients.values()) if self._peer_clients else set()
+        return aw.encode_update([e for e in self.awareness.snapshot() if e.client_id in mine])
+
+    # -- fan-out ------------------------------------------------------------
+
+    def _broadcast(self, encode: Callable[[Codec], bytes], exclude: str | None) -> None:
+        """Encode once per codec and queue the same bytes for every peer."""
+        frames: dict[int, bytes] = {}
+        for pid, peer in list(self.peers.items()):
+            if pid == exclude:
+                continue
+            codec = peer.codec
+            frame = frames.get(id(codec))
+            if frame is None:
+                frame = frames[id(codec)] = encode(codec)
+            peer.send(frame)
+
+    def close(self) -> None:
+        self.doc.unobserve(self._sub)
+        self.peers.clear()
+        self._peer_clients.clear()

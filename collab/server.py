@@ -1,0 +1,213 @@
+"""The room registry and lifecycle: load, share, unload, flush.
+
+A room is loaded once however many sockets open it at the same instant: the
+first joiner creates a loading future that the others await (no lock held
+for the room's lifetime — the pycrdt-websocket defect where the second of two
+simultaneous joiners never synced). A room is unloaded ``room_grace`` seconds
+after its last peer leaves, after its pending writes are stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .config import Settings
+from .connection import Connection
+from .health import Health
+from .hooks import ChangeEvent, Hooks, RoomEvent
+from .metrics import Metrics
+from .persistence import Writer
+from .room import Origin, Peer, PeerOrigin, Room, StoreOrigin
+from .stores import Store
+
+log = logging.getLogger("collab.server")
+
+
+class RoomState(enum.Enum):
+    LOADING = "loading"
+    ACTIVE = "active"
+    UNLOADING = "unloading"
+
+
+class _Entry:
+    __slots__ = ("done", "ready", "room", "state", "unload_timer")
+
+    def __init__(self, room: Room) -> None:
+        self.room = room
+        self.state = RoomState.LOADING
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.unload_timer: asyncio.TimerHandle | None = None
+        self.done: asyncio.Future[None] | None = None  # set while unloading
+
+
+RoomHook = Callable[[Room], Awaitable[None]]
+
+
+class CollabServer:
+    """Owns rooms, connections and the store writer of one process."""
+
+    def __init__(self, settings: Settings, store: Store, hooks: Hooks | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.hooks = hooks or Hooks()
+        self.health = Health()
+        self.metrics = Metrics()
+        self.rooms: dict[str, _Entry] = {}
+        self.connections: dict[str, Connection] = {}
+        self.started = False
+        self.draining = False
+        # Set by the backplane (issue: scale-out): called when a room loads/unloads.
+        self.on_room_loaded: list[RoomHook] = []
+        self.on_room_unloading: list[RoomHook] = []
+        self.on_store_result: list[Callable[[str, float, BaseException | None], None]] = []
+        self.writer = Writer(store, debounce=settings.flush_debounce,
+                             max_wait=settings.flush_max_wait,
+                             compact_threshold=settings.compact_threshold,
+                             on_result=self._store_result, on_stored=self._stored)
+
+    # -- lifecycle ----------------------------------------------------------
+
+    async def start(self) -> None:
+        self.health.register("store")
+        try:
+            await self.store.open()
+        except Exception as exc:
+            self.health.set_failing("store", str(exc), backend=self.store.name)
+            raise
+        self.health.set_ok("store", backend=self.store.name)
+        self.started = True
+
+    async def stop(self) -> None:
+        """Close every socket with 1001, store everything, close the store."""
+        self.draining = self.health.draining = True
+        for conn in list(self.connections.values()):
+            conn.close(1001, "server shutting down", flush=True)
+        for name in list(self.rooms):
+            await self._unload(name, force=True)
+        await self.writer.close()
+        await self.store.close()
+        self.started = False
+
+    def begin_drain(self) -> None:
+        """Readiness fails and new sockets are refused from now on."""
+        self.draining = self.health.draining = True
+        log.info("draining: readiness now fails, new sockets are refused")
+
+    def close_all(self, code: int, reason: str) -> None:
+        for conn in list(self.connections.values()):
+            conn.close(code, reason, flush=True)
+
+    # -- rooms --------------------------------------------------------------
+
+    async def join(self, name: str, peer: Peer) -> Room:
+        """Add ``peer`` to room ``name``, loading the room if needed."""
+        while True:
+            entry = self.rooms.get(name)
+            if entry is None:
+                entry = self.rooms[name] = _Entry(Room(name))
+                asyncio.get_running_loop().create_task(self._load(name, entry))
+            if entry.state is RoomState.UNLOADING:
+                assert entry.done is not None
+                await asyncio.shield(entry.done)
+                continue  # reload afresh
+            # While LOADING no grace timer can be armed (leave() arms it only
+            # for ACTIVE rooms); an ACTIVE room's future is done, so nothing
+            # below suspends between cancelling the timer and joining.
+            await asyncio.shield(entry.ready)
+            if entry.state is not RoomState.ACTIVE:
+                continue
+            if entry.unload_timer is not None:
+                entry.unload_timer.cancel()
+                entry.unload_timer = None
+            entry.room.join(peer)
+            return entry.room
+
+    async def _load(self, name: str, entry: _Entry) -> None:
+        try:
+            data = await self.store.load(name)
+            if data:
+                entry.room.apply(data, StoreOrigin())
+            entry.room.update_listeners.append(
+                lambda update, origin: self._on_update(name, update, origin))
+            for hook in self.on_room_loaded:
+                await hook(entry.room)
+        except BaseException as exc:
+            self.rooms.pop(name, None)
+            entry.ready.set_exception(exc)
+            entry.ready.exception()  # joiners re-raise it; silence "never retrieved"
+            log.error("loading room %r failed: %s", name, exc)
+            return
+        entry.state = RoomState.ACTIVE
+        entry.ready.set_result(None)
+        if self.hooks.on_load is not None:
+            await self._call_hook(self.hooks.on_load, RoomEvent(name, len(data or b"")))
+
+    def leave(self, name: str, peer: Peer) -> None:
+        entry = self.rooms.get(name)
+        if entry is None:
+            return
+        entry.room.leave(peer)
+        if not entry.room.peers and entry.state is RoomState.ACTIVE and entry.unload_timer is None:
+            entry.unload_timer = asyncio.get_running_loop().call_later(
+                self.settings.room_grace,
+                lambda: asyncio.get_running_loop().create_task(self._unload(name)))
+
+    async def _unload(self, name: str, *, force: bool = False) -> None:
+        entry = self.rooms.get(name)
+        if entry is None or entry.state is not RoomState.ACTIVE:
+            return
+        if entry.room.peers and not force:
+            return
+        if entry.unload_timer is not None:
+            entry.unload_timer.cancel()
+        entry.state = RoomState.UNLOADING
+        entry.done = asyncio.get_running_loop().create_future()
+        try:
+            for hook in self.on_room_unloading:
+                await hook(entry.room)
+            await self.writer.flush(name)
+        except Exception as exc:
+            log.error("unloading room %r: %s", name, exc)
+        finally:
+            entry.room.close()
+            self.rooms.pop(name, None)
+            entry.done.set_result(None)
+            log.debug("room %r unloaded", name)
+
+    def room(self, name: str) -> Room | None:
+        entry = self.rooms.get(name)
+        return entry.room if entry and entry.state is RoomState.ACTIVE else None
+
+    # -- persistence & hooks ------------------------------------------------
+
+    def _on_update(self, name: str, update: bytes, origin: Origin) -> None:
+        if isinstance(origin, StoreOrigin):
+            return
+        self.writer.add(name, update)
+        if self.hooks.on_change is not None and isinstance(origin, PeerOrigin):
+            asyncio.get_running_loop().create_task(self._call_hook(
+                self.hooks.on_change, ChangeEvent(origin.peer_id, name, update)))
+
+    def _store_result(self, room: str, seconds: float, exc: BaseException | None) -> None:
+        if exc is None:
+            self.health.set_ok("store")
+        else:
+            self.health.set_failing("store", f"{type(exc).__name__}: {exc}")
+        for cb in self.on_store_result:
+            cb(room, seconds, exc)
+
+    async def _stored(self, room: str, size: int) -> None:
+        if self.hooks.on_store is not None:
+            await self._call_hook(self.hooks.on_store, RoomEvent(room, size))
+
+    async def _call_hook(self, hook: Callable[[Any], Awaitable[None]], event: Any) -> None:
+        try:
+            await hook(event)
+        except Exception:
+            conn_id = getattr(event, "connection_id", "-")
+            log.exception("hook %s failed", getattr(hook, "__name__", hook),
+                          extra={"conn_id": conn_id})
