@@ -29,6 +29,8 @@ class Codec(Protocol):
     def step2(self, room: str, update: bytes) -> bytes: ...
     def update(self, room: str, update: bytes) -> bytes: ...
     def awareness(self, room: str, update: bytes) -> bytes: ...
+    def stateless(self, room: str, payload: str) -> bytes | None:
+        """A stateless message frame, or None if the protocol has none."""
 
 
 class Peer(Protocol):
@@ -64,6 +66,7 @@ class StoreOrigin:
 Origin = PeerOrigin | RemoteOrigin | StoreOrigin
 UpdateListener = Callable[[bytes, Origin], None]
 AwarenessListener = Callable[[bytes, Origin], None]
+StatelessListener = Callable[[str, Origin], None]
 
 
 
@@ -83,6 +86,7 @@ class Room:
         self._peer_clients: dict[str, set[int]] = {}
         self.update_listeners: list[UpdateListener] = []
         self.awareness_listeners: list[AwarenessListener] = []
+        self.stateless_listeners: list[StatelessListener] = []
         self._origin: Origin | None = None
         self._sub = self.doc.observe(self._on_doc_update)
 
@@ -187,19 +191,32 @@ class Room:
         mine = set().union(*self._peer_clients.values()) if self._peer_clients else set()
         return aw.encode_update([e for e in self.awareness.snapshot() if e.client_id in mine])
 
+    # -- stateless (Hocuspocus) ----------------------------------------------
+
+    def broadcast_stateless(self, payload: str, origin: Origin) -> None:
+        """Send a stateless message to every local peer whose protocol has them
+        (the sender included: Hocuspocus broadcasts reach everyone), and to
+        listeners (the backplane) unless it came from there."""
+        self._broadcast(lambda c: c.stateless(self.name, payload), None)
+        for listener in self.stateless_listeners:
+            listener(payload, origin)
+
     # -- fan-out ------------------------------------------------------------
 
-    def _broadcast(self, encode: Callable[[Codec], bytes], exclude: str | None) -> None:
+    def _broadcast(self, encode: Callable[[Codec], bytes | None], exclude: str | None) -> None:
         """Encode once per codec and queue the same bytes for every peer."""
-        frames: dict[int, bytes] = {}
+        frames: dict[int, bytes | None] = {}
         for pid, peer in list(self.peers.items()):
             if pid == exclude:
                 continue
             codec = peer.codec
-            frame = frames.get(id(codec))
-            if frame is None:
-                frame = frames[id(codec)] = encode(codec)
-            peer.send(frame)
+            key = id(codec)
+            if key in frames:
+                frame = frames[key]
+            else:
+                frame = frames[key] = encode(codec)
+            if frame is not None:
+                peer.send(frame)
 
     def close(self) -> None:
         self.doc.unobserve(self._sub)

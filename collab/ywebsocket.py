@@ -29,6 +29,9 @@ class YWebsocketCodec:
     def awareness(self, room: str, update: bytes) -> bytes:
         return p.encode_awareness(update)
 
+    def stateless(self, room: str, payload: str) -> bytes | None:
+        return None  # y-websocket has no stateless messages
+
 
 CODEC = YWebsocketCodec()
 
