@@ -50,6 +50,9 @@ class Settings:
     redis_prefix: str = "collab"
     redis_backoff_base: float = 0.2
     redis_backoff_cap: float = 10.0
+    # Connect/read timeout of Redis commands; a pub/sub link silent this long
+    # past a PING is declared dead (a hung server keeps TCP open).
+    redis_socket_timeout: float = 5.0
     # Limits.
     max_frame_bytes: int = 4 * 1024 * 1024
     max_room_name: int = 256
