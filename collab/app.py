@@ -36,6 +36,7 @@ class _SocketEndpoint:
         s = self.server.settings
         conn = Connection(new_connection_id(), send, max_frames=s.outbound_queue_frames,
                           max_bytes=s.outbound_queue_bytes, path=scope.get("path", ""))
+        conn.on_overflow = self.server.metrics.queue_overflows.inc
         await self.session_cls(self.server, scope, receive, send, conn).serve()
 
 

@@ -89,7 +89,11 @@ class Connection:
         self._queued_bytes = 0
         self._wake = asyncio.Event()
         self.overflowed = False
+        self._sender_task: asyncio.Task[None] | None = None
+        self._sending = False
+        self._abort_send = False
         self.on_frame_sent: Callable[[int], None] | None = None
+        self.on_overflow: Callable[[], None] | None = None
 
     def __repr__(self) -> str:
         return f"<Connection {self.id} {self.state.value}>"
@@ -98,9 +102,13 @@ class Connection:
         """Queue a frame; overflow closes this connection with 1013."""
         if self.state is not State.OPEN:
             return
-        if (len(self._queue) >= self._max_frames
-                or self._queued_bytes + len(frame) > self._max_bytes):
+        # An empty queue always takes one frame, however large: a big
+        # document's step2 must not count as a slow client.
+        if self._queue and (len(self._queue) >= self._max_frames
+                            or self._queued_bytes + len(frame) > self._max_bytes):
             self.overflowed = True
+            if self.on_overflow is not None:
+                self.on_overflow()
             log.warning("outbound queue full, closing", extra={"conn_id": self.id})
             self.close(CloseCode.TRY_AGAIN_LATER, "outbound queue overflow: client too slow")
             return
@@ -118,12 +126,18 @@ class Connection:
         if not flush:
             self._queue.clear()
             self._queued_bytes = 0
+            if self._sending and self._sender_task is not None:
+                # The sender is stuck behind a client that stopped reading:
+                # abandon that frame so the close frame is next in line.
+                self._abort_send = True
+                self._sender_task.cancel()
         self._queue.append(_CLOSE)
         self._wake.set()
 
     async def run_sender(self) -> None:
         """Write queued frames in order until the close sentinel or a dead socket."""
         queue = self._queue
+        self._sender_task = asyncio.current_task()
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -134,12 +148,21 @@ class Connection:
                     return
                 assert isinstance(item, bytes)
                 self._queued_bytes -= len(item)
+                self._sending = True
                 try:
                     await self._asgi_send({"type": "websocket.send", "bytes": item})
+                except asyncio.CancelledError:
+                    if not self._abort_send:
+                        raise
+                    self._abort_send = False
+                    asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                    continue  # the queue now holds only the close sentinel
                 except (OSError, RuntimeError) as exc:
                     # The peer is gone; the receive side reports how it closed.
                     log.debug("send failed: %s", exc, extra={"conn_id": self.id})
                     return
+                finally:
+                    self._sending = False
                 self.stats.frames_out += 1
                 self.stats.bytes_out += len(item)
                 if self.on_frame_sent is not None:

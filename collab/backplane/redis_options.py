@@ -1,0 +1,200 @@
+"""Redis connection options, and the plain-words cause of a Redis failure.
+
+The Fargate incident (DESIGN.md §2): a Redis extension reached a TLS Redis
+without its AUTH token and the failure surfaced only as sockets closing with
+1005. :func:`explain` turns what redis-py raises into the sentence an
+operator needs ("AUTH failed", "TLS certificate not trusted: set the CA",
+"the port speaks TLS: use rediss://", "connection refused"), used in every
+log line and in ``/readyz``.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from redis.asyncio.connection import SSLConnection, parse_url
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import AuthenticationError, NoPermissionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..config import Settings
+
+
+@dataclass(frozen=True)
+class RedisOptions:
+    """Everything needed to reach Redis. Separate settings override the URL."""
+
+    url: str
+    username: str = ""
+    password: str = ""
+    ssl_ca_certs: str = ""
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+    prefix: str = "collab"
+    backoff_base: float = 0.2
+    backoff_cap: float = 10.0
+    socket_timeout: float = 5.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RedisOptions:
+        return cls(
+            url=settings.redis_url, username=settings.redis_username,
+            password=settings.redis_password, ssl_ca_certs=settings.redis_ssl_ca_certs,
+            ssl_certfile=settings.redis_ssl_certfile, ssl_keyfile=settings.redis_ssl_keyfile,
+            prefix=settings.redis_prefix, backoff_base=settings.redis_backoff_base,
+            backoff_cap=settings.redis_backoff_cap, socket_timeout=settings.redis_socket_timeout,
+        )
+
+    def __post_init__(self) -> None:
+        scheme = urlsplit(self.url).scheme.lower()
+        if scheme not in ("redis", "rediss"):
+            raise ConfigError(
+                f"COLLAB_REDIS_URL must start with redis:// or rediss://, got {self.safe_url!r}")
+        if self.backoff_base <= 0 or self.backoff_cap < self.backoff_base:
+            raise ConfigError("COLLAB_REDIS_BACKOFF_BASE must be > 0 and <= "
+                              "COLLAB_REDIS_BACKOFF_CAP")
+        if self.socket_timeout <= 0:
+            raise ConfigError("COLLAB_REDIS_SOCKET_TIMEOUT must be positive")
+        if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
+            raise ConfigError("COLLAB_REDIS_SSL_CERTFILE and COLLAB_REDIS_SSL_KEYFILE go together")
+        try:
+            parse_url(self.url)
+        except ValueError as exc:
+            raise ConfigError(f"COLLAB_REDIS_URL {self.safe_url!r}: {exc}") from exc
+
+    @property
+    def tls(self) -> bool:
+        return urlsplit(self.url).scheme.lower() == "rediss"
+
+    @property
+    def safe_url(self) -> str:
+        """The URL without its password (and without the query)."""
+        parts = urlsplit(self.url)
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        netloc = host + (f":{parts.port}" if parts.port else "")
+        if parts.username:
+            netloc = f"{parts.username}:***@{netloc}"
+        elif parts.password:
+            netloc = f":***@{netloc}"
+        return f"{parts.scheme}://{netloc}{parts.path}"
+
+    @property
+    def address(self) -> str:
+        parts = urlsplit(self.url)
+        return f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
+
+    def connection_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``redis.asyncio.ConnectionPool``.
+
+        redis-py's own retries are off (``Retry(NoBackoff(), 0)``): the
+        backplane reconnects itself, with backoff and jitter, and must see
+        every failure to report it.
+        """
+        kwargs: dict[str, Any] = dict(parse_url(self.url))
+        if self.username:
+            kwargs["username"] = self.username
+        if self.password:
+            kwargs["password"] = self.password
+        if self.tls:
+            kwargs["connection_class"] = SSLConnection
+            for key in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
+                value = getattr(self, key)
+                if value:
+                    kwargs[key] = value
+        kwargs.update(
+            socket_timeout=self.socket_timeout,
+            socket_connect_timeout=self.socket_timeout,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=0,
+        )
+        return kwargs
+
+    def describe(self) -> str:
+        """For log lines: where, TLS or not, which user, which CA."""
+        kw = self.connection_kwargs()
+        bits = [self.safe_url, "TLS" if self.tls else "plain (no TLS)"]
+        bits.append(f"user {kw['username']}" if kw.get("username") else "default user")
+        bits.append("with password" if kw.get("password") else "no password")
+        if self.tls:
+            bits.append(f"CA {kw['ssl_ca_certs']}" if kw.get("ssl_ca_certs")
+                        else "system CA store")
+            if kw.get("ssl_certfile"):
+                bits.append("client certificate")
+        return ", ".join(bits)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and cur not in seen:
+        seen.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    return seen
+
+
+def explain(exc: BaseException, options: RedisOptions) -> str:
+    """One sentence naming the real cause of a Redis failure (no secrets)."""
+    chain = _chain(exc)
+    text = " | ".join(str(e) for e in chain)
+    upper = text.upper()
+    where = f"{options.safe_url} ({options.address})"
+
+    def has(*types: type[BaseException]) -> bool:
+        return any(isinstance(e, types) for e in chain)
+
+    if has(AuthenticationError) or "WRONGPASS" in upper or "INVALID USERNAME-PASSWORD" in upper:
+        if "HELLO MUST BE CALLED" in upper or "NOAUTH" in upper:
+            return (f"AUTH failed: Redis requires a password and none was sent to {where}; "
+                    f"set it in COLLAB_REDIS_URL or COLLAB_REDIS_PASSWORD ({exc})")
+        return (f"AUTH failed: wrong password or ACL username for {where}; check "
+                f"COLLAB_REDIS_URL / COLLAB_REDIS_USERNAME / COLLAB_REDIS_PASSWORD ({exc})")
+    if has(NoPermissionError) or "NOPERM" in upper:
+        return f"ACL denied: the Redis user may not run pub/sub at {where} ({exc})"
+    if "CERTIFICATE_VERIFY_FAILED" in upper:
+        return (f"TLS certificate verification failed (CERTIFICATE_VERIFY_FAILED) at {where}: "
+                "the server certificate is not trusted; set the CA file (ssl_ca_certs= in "
+                f"COLLAB_REDIS_URL or COLLAB_REDIS_SSL_CA_CERTS) [{_last(chain)}]")
+    if "CERTIFICATE_REQUIRED" in upper or "CERTIFICATE REQUIRED" in upper:
+        return (f"TLS client certificate required by {where}; set COLLAB_REDIS_SSL_CERTFILE and "
+                f"COLLAB_REDIS_SSL_KEYFILE (or ssl_certfile=/ssl_keyfile= in the URL) "
+                f"[{_last(chain)}]")
+    if "WRONG_VERSION_NUMBER" in upper or "RECORD_LAYER_FAILURE" in upper:
+        return (f"TLS handshake failed at {where}: the port does not speak TLS; use redis:// "
+                f"or the TLS port [{_last(chain)}]")
+    if has(FileNotFoundError) and options.tls:
+        return f"TLS file not found for {where}: {_last(chain)}"
+    if has(ConnectionResetError) or "CONNECTION RESET" in upper or (
+            not options.tls and "CONNECTION CLOSED BY SERVER" in upper):
+        if not options.tls:
+            return (f"connection reset by {where} during the handshake: the port probably "
+                    "expects TLS (plain connection to a TLS port); use rediss:// with the CA "
+                    f"[{_last(chain)}]")
+        return f"connection reset by {where} [{_last(chain)}]"
+    if has(ConnectionRefusedError):
+        return f"unreachable: connection refused at {where} (nothing listening) [{_last(chain)}]"
+    if has(socket.gaierror):
+        return f"unreachable: host name of {where} does not resolve [{_last(chain)}]"
+    if has(RedisTimeoutError, TimeoutError):
+        return (f"timed out talking to {where} after {options.socket_timeout:g} s: the server "
+                f"is hung or the network path is dead [{_last(chain)}]")
+    if has(ssl.SSLError):
+        return f"TLS error at {where}: {_last(chain)}"
+    if has(OSError) and any(getattr(e, "errno", None) in (101, 113) for e in chain):
+        return f"unreachable: no route to {where} [{_last(chain)}]"
+    return f"{type(exc).__name__} at {where}: {exc}"
+
+
+def _last(chain: list[BaseException]) -> str:
+    """The innermost error, which carries the OS/TLS detail."""
+    inner = chain[-1]
+    return f"{type(inner).__name__}: {inner}"
