@@ -71,6 +71,13 @@ class Settings:
     health_path: str = "/healthz"
     ready_path: str = "/readyz"
     metrics_path: str = "/metrics"
+    # Event-loop lag is sampled every `loop_lag_interval` s; above
+    # `loop_lag_fail` s the "event_loop" readiness component fails.
+    loop_lag_interval: float = 0.5
+    loop_lag_fail: float = 1.0
+    # A cheap store round trip this often, so a database that went away shows
+    # up in /readyz even while nobody writes.
+    store_check_interval: float = 5.0
     # Hocuspocus-protocol endpoint (Tiptap's HocuspocusProvider).
     hocuspocus_path: str = "/hocuspocus"
     # Hooks as an import string "package.module:attribute".
@@ -89,6 +96,9 @@ class Settings:
         for name in ("health_path", "ready_path", "metrics_path", "hocuspocus_path"):
             if not getattr(self, name).startswith("/"):
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must start with '/'")
+        for name in ("loop_lag_interval", "loop_lag_fail", "store_check_interval"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be positive")
         if self.flush_max_wait < self.flush_debounce:
             raise ConfigError("COLLAB_FLUSH_MAX_WAIT must be >= COLLAB_FLUSH_DEBOUNCE")
 
