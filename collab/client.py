@@ -53,6 +53,7 @@ class YClient:
         self._remote = False
         self._changed = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
+        self._sending: set[asyncio.Task[None]] = set()
         self._sub = self.doc.observe(self._on_local_update)
 
     def text(self, name: str = "text") -> Text:
@@ -71,7 +72,10 @@ class YClient:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def close(self) -> None:
+        """Send what is pending, then close (no reconnect)."""
         self.reconnect = False
+        if self._sending:
+            await asyncio.wait(self._sending, timeout=5)
         if self._ws is not None:
             await self._ws.close()
         if self._task is not None:
@@ -135,7 +139,9 @@ class YClient:
         if self._remote or self._ws is None:
             return  # a reconnect's step1/step2 exchange carries it later
         frame = p.encode_update(event.update)
-        asyncio.get_running_loop().create_task(self._send(frame))
+        task = asyncio.get_running_loop().create_task(self._send(frame))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
 
     async def _send(self, frame: bytes) -> None:
         ws = self._ws
