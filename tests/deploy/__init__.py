@@ -1,0 +1,1 @@
+"""Tests of the deployment artifacts (Dockerfile, compose, Fargate)."""
