@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pycrdt import Doc
+from pycrdt import Doc, merge_updates
 
 from . import awareness as aw
 from .errors import InvalidPayload
@@ -76,9 +76,19 @@ def _is_rejection(exc: BaseException) -> bool:
     return isinstance(exc, ValueError) or type(exc).__name__ == "PanicException"
 
 
+Defer = Callable[[Callable[[], None]], object]
+
+
 class Room:
-    def __init__(self, name: str) -> None:
+    """``defer`` (e.g. ``loop.call_soon``) batches fan-out: updates integrated
+    in one event-loop turn reach peers as one merged update (a burst of N
+    edits costs one send per peer, not N). Without it, fan-out is immediate.
+    """
+
+    def __init__(self, name: str, defer: Defer | None = None) -> None:
         self.name = name
+        self._defer = defer
+        self._pending: list[tuple[bytes, str | None]] = []
         self.doc: Doc[Any] = Doc()
         self.awareness = aw.AwarenessTable()
         self.peers: dict[str, Peer] = {}
@@ -127,9 +137,33 @@ class Room:
         update: bytes = event.update  # type: ignore[attr-defined]
         origin = self._origin if self._origin is not None else StoreOrigin()
         exclude = origin.peer_id if isinstance(origin, PeerOrigin) else None
-        self._broadcast(lambda c: c.update(self.name, update), exclude)
+        if self._defer is None:
+            self._broadcast(lambda c: c.update(self.name, update), exclude)
+        else:
+            if not self._pending:
+                self._defer(self.flush_updates)
+            self._pending.append((update, exclude))
         for listener in self.update_listeners:
             listener(update, origin)
+
+    def flush_updates(self) -> None:
+        """Fan out the updates gathered since the last flush, merged into one.
+
+        The merged update also reaches peers that sent a part of it: Yjs
+        ignores what it already has, and one encoding for everyone is cheaper
+        than one per sender. A lone update still skips its sender.
+        """
+        pending = self._pending
+        if not pending:
+            return
+        self._pending = []
+        if len(pending) == 1:
+            update, exclude = pending[0]
+        else:
+            update = merge_updates(*(u for u, _ in pending))
+            senders = {e for _, e in pending}
+            exclude = senders.pop() if len(senders) == 1 else None
+        self._broadcast(lambda c: c.update(self.name, update), exclude)
 
     # -- peers --------------------------------------------------------------
 
@@ -181,6 +215,7 @@ class Room:
         peer.send(peer.codec.awareness(self.name, aw.encode_update(self.awareness.snapshot())))
 
     def _relay_awareness(self, update: bytes, origin: Origin) -> None:
+        self.flush_updates()  # a cursor must not arrive before the text it points into
         exclude = origin.peer_id if isinstance(origin, PeerOrigin) else None
         self._broadcast(lambda c: c.awareness(self.name, update), exclude)
         for listener in self.awareness_listeners:
@@ -206,7 +241,9 @@ class Room:
     def _broadcast(self, encode: Callable[[Codec], bytes | None], exclude: str | None) -> None:
         """Encode once per codec and queue the same bytes for every peer."""
         frames: dict[int, bytes | None] = {}
-        for pid, peer in list(self.peers.items()):
+        # Peer.send never changes self.peers (a closing peer leaves later,
+        # from its own task), so the dict is iterated without a copy.
+        for pid, peer in self.peers.items():
             if pid == exclude:
                 continue
             codec = peer.codec
@@ -219,6 +256,7 @@ class Room:
                 peer.send(frame)
 
     def close(self) -> None:
+        self.flush_updates()
         self.doc.unobserve(self._sub)
         self.peers.clear()
         self._peer_clients.clear()

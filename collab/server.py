@@ -46,6 +46,9 @@ class _Entry:
 
 RoomHook = Callable[[Room], Awaitable[None]]
 
+# The origin of stateless messages the application sends (not a socket).
+SERVER_ORIGIN_ID = "server"
+
 
 class CollabServer:
     """Owns rooms, connections and the store writer of one process."""
@@ -108,7 +111,8 @@ class CollabServer:
         while True:
             entry = self.rooms.get(name)
             if entry is None:
-                entry = self.rooms[name] = _Entry(Room(name))
+                entry = self.rooms[name] = _Entry(
+                    Room(name, defer=asyncio.get_running_loop().call_soon))
                 asyncio.get_running_loop().create_task(self._load(name, entry))
             if entry.state is RoomState.UNLOADING:
                 assert entry.done is not None
@@ -181,6 +185,40 @@ class CollabServer:
     def room(self, name: str) -> Room | None:
         entry = self.rooms.get(name)
         return entry.room if entry and entry.state is RoomState.ACTIVE else None
+
+    # -- stateless messages (Hocuspocus) -------------------------------------
+
+    def send_stateless(self, room: str, payload: str, *, origin: Origin | None = None) -> bool:
+        """Send a stateless message to every Hocuspocus client of ``room``: those
+        here, and through the backplane those on every other instance.
+
+        Returns False (and sends nothing) when the room is not loaded on this
+        instance: nobody here has it open, and the backplane relays only what
+        a loaded room hands it.
+        """
+        loaded = self.room(room)
+        if loaded is None:
+            return False
+        loaded.broadcast_stateless(payload, origin or PeerOrigin(SERVER_ORIGIN_ID))
+        return True
+
+    def send_stateless_to(self, connection_id: str, room: str, payload: str) -> bool:
+        """Send a stateless message to one connection's view of ``room`` (this
+        instance only). False when that connection does not have the room open
+        here, or its protocol has no stateless messages (y-websocket)."""
+        loaded = self.room(room)
+        if loaded is None:
+            return False
+        sent = False
+        # A connection's peers carry its id, or "<id>/<session>" for a
+        # session-aware Hocuspocus provider.
+        for peer_id, peer in list(loaded.peers.items()):
+            if peer_id == connection_id or peer_id.startswith(connection_id + "/"):
+                frame = peer.codec.stateless(room, payload)
+                if frame is not None:
+                    peer.send(frame)
+                    sent = True
+        return sent
 
     # -- persistence & hooks ------------------------------------------------
 

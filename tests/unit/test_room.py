@@ -113,3 +113,35 @@ def test_step1_is_answered_with_the_diff() -> None:
     assert isinstance(msg, p.SyncStep2)
     fresh.apply_update(msg.update)
     assert str(fresh.get("text", type=Text)) == "abc"
+
+
+def test_deferred_fan_out_merges_a_burst_into_one_frame() -> None:
+    deferred: list[object] = []
+    room = Room("r", defer=deferred.append)
+    a, b, c = FakePeer("a"), FakePeer("b"), FakePeer("c")
+    for peer in (a, b, c):
+        room.join(peer)
+        peer.frames.clear()
+    room.sync_update(a, make_update("one"))
+    room.sync_update(b, make_update("two"))
+    assert c.frames == [] and len(deferred) == 1  # one flush scheduled for the burst
+    room.flush_updates()
+    assert len(c.frames) == 1 and a.frames == b.frames == c.frames
+    merged: Doc = Doc()
+    msg = p.decode_message(c.frames[0])
+    assert isinstance(msg, p.SyncUpdate)
+    merged.apply_update(msg.update)
+    assert sorted(str(merged.get("text", type=Text))) == sorted("onetwo")
+
+
+def test_awareness_is_never_relayed_ahead_of_pending_text() -> None:
+    deferred: list[object] = []
+    room = Room("r", defer=deferred.append)
+    a, b = FakePeer("a"), FakePeer("b")
+    room.join(a)
+    room.join(b)
+    b.frames.clear()
+    room.sync_update(a, make_update("text"))
+    room.peer_awareness(a, aw.encode_update([aw.Entry(1, 1, '{"cursor":4}')]))
+    kinds = [type(p.decode_message(f)).__name__ for f in b.frames]
+    assert kinds == ["SyncUpdate", "Awareness"]
