@@ -159,6 +159,11 @@ def describe(sc: Scenario, p: dict[str, Any]) -> str:
 BY_ID = {s.sid: s for s in SCENARIOS}
 
 
+def report_kind(sc: Scenario, quick: bool) -> str:
+    params = sc.quick if quick else sc.full
+    return "burst" if sc.kind == "fanout" and params["rate"] == 0 else sc.kind
+
+
 def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -407,10 +412,11 @@ def main() -> int:
         scenario_section(
             sid,
             BY_ID[sid].title,
-            BY_ID[sid].kind,
+            report_kind(BY_ID[sid], args.quick),
             describe(BY_ID[sid], BY_ID[sid].quick if args.quick else BY_ID[sid].full),
             cells[sid],
             peers,
+            {name: spec.proto for name, spec in SERVERS.items()},
         )
         for sid in sids
         if cells[sid]

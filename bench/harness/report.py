@@ -38,10 +38,18 @@ LARGEDOC_METRICS: list[Metric] = [
     ("rss_kib.after_join", "RSS after join", "KiB", True),
 ]
 LOADGEN_BOUND_PCT = 90
-METRICS = {"fanout": FANOUT_METRICS, "idle": IDLE_METRICS, "largedoc": LARGEDOC_METRICS}
+METRICS = {
+    "fanout": FANOUT_METRICS,
+    "burst": FANOUT_METRICS,
+    "idle": IDLE_METRICS,
+    "largedoc": LARGEDOC_METRICS,
+}
 # The figures the ratio table is about, per scenario kind.
 HEADLINE = {
-    "fanout": ["latency_ms.p50", "latency_ms.p99", "deliveries_per_s", "cpu_us_per_delivery"],
+    # Paced writers: delivered/s equals the offered rate for every server that
+    # keeps up, so it is no headline there; it is the point of a burst.
+    "fanout": ["latency_ms.p50", "latency_ms.p99", "cpu_us_per_delivery"],
+    "burst": ["deliveries_per_s", "latency_ms.p50", "latency_ms.p99", "cpu_us_per_delivery"],
     "idle": ["rss_per_conn_kib", "connect_sync_ms"],
     "largedoc": ["join_all_ms", "preload_ms"],
 }
@@ -79,6 +87,16 @@ class Cell:
         return statistics.median(nums) if nums else None
 
     @property
+    def complete(self) -> bool:
+        """Delivered (nearly) everything and kept every edit: fit to compare.
+
+        A server that drops updates can look fast on the updates it did
+        deliver, so it is neither ranked as "best peer" nor given a ratio.
+        """
+        frac = self.median("delivered_fraction")
+        return bool(self.ok_runs) and self.verified is not False and (frac is None or frac >= 0.99)
+
+    @property
     def verified(self) -> bool | None:
         flags = [r.get("verify_ok") for r in self.ok_runs if "verify_ok" in r]
         return all(flags) if flags else None
@@ -91,6 +109,9 @@ class Cell:
                 continue
             if r.get("clients_failed"):
                 out.append(f"run {i + 1}: {r['clients_failed']} clients failed to sync")
+            frac = r.get("delivered_fraction")
+            if isinstance(frac, (int, float)) and frac < 1:
+                out.append(f"run {i + 1}: only {frac:.1%} of expected deliveries arrived")
             if r.get("unexpected_closes"):
                 out.append(f"run {i + 1}: unexpected closes {r['unexpected_closes']}")
             if r.get("verify_ok") is False:
@@ -121,7 +142,7 @@ def ratio_text(collab: float | None, other: float | None, lower_better: bool) ->
 def best_peer(
     cells: dict[str, Cell], peers: list[str], path: str, lower_better: bool
 ) -> tuple[str, float] | None:
-    values = [(name, cells[name].median(path)) for name in peers if name in cells]
+    values = [(name, cells[name].median(path)) for name in peers if cells[name].complete]
     present = [(n, v) for n, v in values if v is not None]
     if not present:
         return None
@@ -130,7 +151,13 @@ def best_peer(
 
 
 def scenario_section(
-    sid: str, title: str, kind: str, desc: str, cells: dict[str, Cell], peers: list[str]
+    sid: str,
+    title: str,
+    kind: str,
+    desc: str,
+    cells: dict[str, Cell],
+    peers: list[str],
+    protos: dict[str, str],
 ) -> list[str]:
     metrics = METRICS[kind]
     lines = [f"### {sid}. {title}", "", desc, ""]
@@ -146,7 +173,7 @@ def scenario_section(
     bound = False
     for name, cell in cells.items():
         row = [fmt(cell.median(p), u) for p, _, u, _ in metrics]
-        if kind == "fanout" and (cell.median("loadgen_cpu_pct") or 0) >= LOADGEN_BOUND_PCT:
+        if metrics is FANOUT_METRICS and (cell.median("loadgen_cpu_pct") or 0) >= LOADGEN_BOUND_PCT:
             # The load generator was saturated: this server may be faster than shown.
             row[[m[0] for m in metrics].index("deliveries_per_s")] += " †"
             bound = True
@@ -163,32 +190,64 @@ def scenario_section(
             "faster than the figure shows (the load generator was the bottleneck).",
             "",
         ]
-    collabs = [n for n in cells if n.startswith("collab")]
     by_path = {m[0]: m for m in metrics}
-    for cname in collabs:
-        if not cells[cname].ok_runs:
+    present_peers = [p for p in peers if p in cells]
+    for cname in [n for n in cells if n.startswith("collab")]:
+        if not cells[cname].complete:
+            lines += [f"No ratios for **{cname}**: incomplete delivery or failed check.", ""]
             continue
-        lines += [
-            f"Ratios for **{cname}** (collab ÷ other):",
-            "",
-            "| metric | best peer | collab ÷ best peer | collab ÷ pycrdt-websocket |",
-            "|---|---|---|---|",
-        ]
+        if present_peers:
+            lines += peer_ratios(cname, cells, present_peers, protos, kind, by_path)
+    if "collab-redis" in cells and "collab" in cells and cells["collab-redis"].complete:
+        # Scenario F has no peers: what crossing Redis costs is the question.
+        lines += ["Cross-instance cost (collab-redis ÷ single-process collab):", ""]
+        lines += ["| metric | collab-redis ÷ collab |", "|---|---|"]
         for path in HEADLINE[kind]:
             _, label, _, lower = by_path[path]
-            best = best_peer(cells, peers, path, lower)
-            mine = cells[cname].median(path)
-            py = cells["pycrdt-websocket"].median(path) if "pycrdt-websocket" in cells else None
-            lines.append(
-                f"| {label} | {best[0] if best else '—'} | "
-                f"{ratio_text(mine, best[1] if best else None, lower)} | "
-                f"{ratio_text(mine, py, lower)} |"
+            ratio = ratio_text(
+                cells["collab-redis"].median(path), cells["collab"].median(path), lower
             )
+            lines.append(f"| {label} | {ratio} |")
         lines.append("")
     notes = [(n, p) for n, c in cells.items() for p in c.problems()]
     if notes:
         lines += ["Problems seen:", ""] + [f"- {n}: {p}" for n, p in notes] + [""]
     return lines
+
+
+def peer_ratios(
+    cname: str,
+    cells: dict[str, Cell],
+    peers: list[str],
+    protos: dict[str, str],
+    kind: str,
+    by_path: dict[str, Metric],
+) -> list[str]:
+    """collab against the best peer overall, the best on its own wire protocol,
+    and pycrdt-websocket (the Python baseline)."""
+    same = [p for p in peers if protos.get(p) == protos.get(cname)]
+    lines = [
+        f"Ratios for **{cname}** (collab ÷ other):",
+        "",
+        "| metric | best peer | collab ÷ best | best same-protocol peer | collab ÷ it "
+        "| collab ÷ pycrdt-websocket |",
+        "|---|---|---|---|---|---|",
+    ]
+    for path in HEADLINE[kind]:
+        _, label, _, lower = by_path[path]
+        mine = cells[cname].median(path)
+        best = best_peer(cells, peers, path, lower)
+        best_same = best_peer(cells, same, path, lower)
+        pyc = cells.get("pycrdt-websocket")
+        py = pyc.median(path) if pyc and pyc.complete else None
+        lines.append(
+            f"| {label} | {best[0] if best else '—'} | "
+            f"{ratio_text(mine, best[1] if best else None, lower)} | "
+            f"{best_same[0] if best_same else '—'} | "
+            f"{ratio_text(mine, best_same[1] if best_same else None, lower)} | "
+            f"{ratio_text(mine, py, lower)} |"
+        )
+    return [*lines, ""]
 
 
 def render(meta: dict[str, Any], sections: list[list[str]], skipped: dict[str, str]) -> str:
