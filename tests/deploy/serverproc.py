@@ -9,6 +9,7 @@ of ``collab.protocol``: these tests check the server from the outside.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -165,12 +166,19 @@ def _var_bytes(payload: bytes) -> bytes:
 
 
 class ServerProcess:
-    """``argv`` running with ``env`` on ``port``; output goes to ``log_path``."""
+    """``argv`` running with ``env`` on ``port``; output goes to ``log_path``.
+
+    The process gets its own session (process group), so cleanup reaches its
+    children too: nginx workers outlive a SIGKILLed master otherwise.
+    ``cleanup_signal`` is tried first (nginx: SIGTERM, its fast shutdown);
+    None means straight to SIGKILL (a collab server would start a drain).
+    """
 
     def __init__(self, argv: list[str], env: Mapping[str, str], port: int, cwd: Path,
-                 log_path: Path) -> None:
+                 log_path: Path, *, cleanup_signal: signal.Signals | None = None) -> None:
         self.argv, self.env, self.port = argv, dict(env), port
         self.cwd, self.log_path = cwd, log_path
+        self.cleanup_signal = cleanup_signal
         self.proc: subprocess.Popen[bytes] | None = None
         self.base = f"http://127.0.0.1:{port}"
         self.ws_base = f"ws://127.0.0.1:{port}"
@@ -179,7 +187,8 @@ class ServerProcess:
         log = self.log_path.open("ab")
         try:
             self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdout=log,
-                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         start_new_session=True)
         finally:
             log.close()
         return self
@@ -227,10 +236,20 @@ class ServerProcess:
         return self.proc.returncode
 
     def kill(self) -> None:
-        """Cleanup: never leave a server behind, whatever the test did."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        """Cleanup: never leave a server (or its children) behind, whatever
+        the test did."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None and self.cleanup_signal is not None:
+            self.proc.send_signal(self.cleanup_signal)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        # The group outlives its leader when children linger: kill it anyway.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
 
 
 def collab_serve(port: int, env: Mapping[str, str], cwd: Path, log_path: Path) -> ServerProcess:

@@ -15,6 +15,7 @@ apart from the URL, the upstreams, the WebSocket upgrade headers.
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -156,7 +157,8 @@ def stack(tmp_path: Path) -> Iterator[dict[str, ServerProcess]]:
         nginx = ServerProcess(
             [require_tool("nginx"), "-p", str(tmp_path), "-e", "stderr", "-c", str(conf),
              "-g", f"daemon off; pid {tmp_path}/nginx.pid;"],
-            hermetic_environ(), nginx_port, tmp_path, tmp_path / "nginx.log")
+            hermetic_environ(), nginx_port, tmp_path, tmp_path / "nginx.log",
+            cleanup_signal=signal.SIGTERM)
         cleanup.callback(nginx.kill)
         procs["nginx"] = nginx
         yield procs
