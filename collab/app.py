@@ -15,8 +15,10 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
 from .config import Settings
-from .connection import Connection, new_connection_id
+from .connection import CONN_ID_SCOPE_KEY, Connection, new_connection_id
 from .hooks import Hooks, load_hooks
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .monitors import Monitors
 from .server import CollabServer
 from .stores import Store, store_from_url
 from .ywebsocket import YWebsocketSession
@@ -34,7 +36,9 @@ class _SocketEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         s = self.server.settings
-        conn = Connection(new_connection_id(), send, max_frames=s.outbound_queue_frames,
+        # Under `collab serve` our uvicorn protocol has already given the id.
+        conn_id = scope.get(CONN_ID_SCOPE_KEY) or new_connection_id()
+        conn = Connection(conn_id, send, max_frames=s.outbound_queue_frames,
                           max_bytes=s.outbound_queue_bytes, path=scope.get("path", ""))
         conn.on_overflow = self.server.metrics.queue_overflows.inc
         await self.session_cls(self.server, scope, receive, send, conn).serve()
@@ -53,11 +57,12 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None,
     if store is None:
         store = store_from_url(settings.store_url, compact_threshold=settings.compact_threshold)
     server = CollabServer(settings, store, hooks)
+    monitors = Monitors(server)  # event-loop lag, periodic store check
     server.on_store_result.append(
         lambda room, seconds, exc: server.metrics.store_result(seconds, exc is not None))
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        return JSONResponse(monitors.liveness())
 
     async def readyz(request: Request) -> Response:
         report = server.health.report()
@@ -65,15 +70,16 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None,
 
     async def metrics(request: Request) -> Response:
         server.metrics.active_rooms.set(len(server.rooms))
-        return Response(server.metrics.render(),
-                        media_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response(server.metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
         await server.start()
+        await monitors.start()
         try:
             yield
         finally:
+            await monitors.stop()
             await server.stop()
 
     routes = [

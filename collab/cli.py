@@ -18,17 +18,19 @@ import os
 import signal
 import socket
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
+from multiprocessing import connection as mp_connection
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 import uvicorn
 
 from . import logs
 from .config import ENV_PREFIX, Settings, parse_value
 from .errors import CloseCode, ConfigError
+from .metrics import mark_process_dead, multiproc_dir
+from .uvicorn_ws import protocol_class
 
 log = logging.getLogger("collab.cli")
 
@@ -88,6 +90,8 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
         # Above our own limit so collab, not uvicorn, answers 1009 with a reason.
         ws_max_size=settings.max_frame_bytes * 2 + 1024,
         ws_per_message_deflate=False,
+        # Reports 1006 and keepalive-timeout closes precisely (see uvicorn_ws).
+        ws=protocol_class(),
         log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=10,
     )
 
@@ -97,9 +101,14 @@ def _worker(settings: Settings, sock: socket.socket) -> None:
     DrainingServer(uvicorn_config(settings)).run(sockets=[sock])
 
 
-def run_workers(settings: Settings) -> int:
+def run_workers(settings: Settings, metrics_dir: str | None = None) -> int:
     """Several processes accepting on one socket, each a full collab instance
-    (rooms are shared between them through the Redis backplane)."""
+    (rooms are shared between them through the Redis backplane).
+
+    ``metrics_dir`` is prometheus-client's multiprocess directory: a worker
+    that exits is marked dead there, so the live gauges (connections, rooms)
+    stop counting what it held.
+    """
     if not settings.redis_url:
         log.warning("--workers > 1 without COLLAB_REDIS_URL: workers will not share rooms")
     ctx = multiprocessing.get_context("spawn")
@@ -124,9 +133,18 @@ def run_workers(settings: Settings) -> int:
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     codes = []
-    for proc in procs:
-        proc.join()
-        codes.append(proc.exitcode or 0)
+    running = {proc.sentinel: proc for proc in procs}
+    while running:
+        for sentinel in mp_connection.wait(list(running)):
+            proc = running.pop(cast(int, sentinel))
+            proc.join()
+            code = proc.exitcode or 0
+            if metrics_dir and proc.pid:
+                mark_process_dead(proc.pid, metrics_dir)
+            log.log(logging.INFO if code == 0 else logging.ERROR,
+                    "worker pid %s exited with code %d; %d still running",
+                    proc.pid, code, len(running))
+            codes.append(code if code >= 0 else 128 - code)  # -N: killed by signal N
     return max(codes, default=0)
 
 
@@ -138,10 +156,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"collab: configuration error: {exc}", file=sys.stderr)
         return 2
     logs.configure(settings.log_format, settings.log_level)
-    if settings.workers > 1:
-        if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
-            os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="collab-metrics-")
-        return run_workers(settings)
+    if settings.workers > 1 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Fresh per run: files of a previous run would be summed into this one.
+        with multiproc_dir(os.environ.get("PROMETHEUS_MULTIPROC_DIR")) as path:
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = path  # workers inherit it
+            if settings.workers > 1:
+                return run_workers(settings, path)
+            return _serve(settings)
+    return _serve(settings)
+
+
+def _serve(settings: Settings) -> int:
     server = DrainingServer(uvicorn_config(settings))
     server.run()
     return 0 if server.started else 1

@@ -69,6 +69,13 @@ class CloseRecord:
 
 _CLOSE = object()  # sentinel queued after the last frame to send
 
+# Key of a ``websocket.disconnect`` message set by our uvicorn protocol when it
+# closed the socket itself (keepalive timeout, a frame its parser refused).
+TRANSPORT_CLOSE = "collab.closed_by_server"
+# Scope key under which our uvicorn protocol hands over the id it gave the
+# socket (so its own log lines and ours carry the same id).
+CONN_ID_SCOPE_KEY = "collab.conn_id"
+
 
 class Connection:
     """Owns the outbound side of one socket. Transitions OPEN → CLOSING → CLOSED."""
@@ -92,7 +99,8 @@ class Connection:
         self._sender_task: asyncio.Task[None] | None = None
         self._sending = False
         self._abort_send = False
-        self.on_frame_sent: Callable[[int], None] | None = None
+        # Called with every frame written (metrics by frame type).
+        self.on_frame_sent: Callable[[bytes], None] | None = None
         self.on_overflow: Callable[[], None] | None = None
 
     def __repr__(self) -> str:
@@ -166,7 +174,7 @@ class Connection:
                 self.stats.frames_out += 1
                 self.stats.bytes_out += len(item)
                 if self.on_frame_sent is not None:
-                    self.on_frame_sent(len(item))
+                    self.on_frame_sent(item)
 
     async def _send_close(self) -> None:
         try:
@@ -174,6 +182,14 @@ class Connection:
                                    "reason": self.close_reason[:120]})
         except (OSError, RuntimeError) as exc:
             log.debug("close failed: %s", exc, extra={"conn_id": self.id})
+
+    def closed_by_transport(self, code: int, reason: str) -> None:
+        """The ASGI server itself closed the socket (keepalive timeout, its own
+        shutdown, a frame its parser refused): account it as a server close."""
+        if self.close_code is None:
+            self.close_code, self.close_reason = code, reason
+        if self.state is State.OPEN:
+            self.state = State.CLOSING
 
     def finish(self, client_code: int | None, client_reason: str, room: str) -> CloseRecord:
         """The socket is gone: settle who closed it and why."""

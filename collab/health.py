@@ -1,23 +1,71 @@
 """Component health for ``/readyz``: each dependency reports here.
 
-A component is ``ok`` or ``failing`` with the last error (secrets stripped)
-and since when. Background loops update their component; the readiness
+A component is ``ok`` or ``failing``, with the current error (secrets
+stripped), since when it has been in that state, and the last error it ever
+reported (so a flap that healed itself is still explained). Background loops
+and the code that talks to a dependency update their component; the readiness
 endpoint only reads this table, so a check never blocks on a dead dependency.
+
+Reporting, for any component (the store, the event loop, the Redis backplane)::
+
+    health.set_ok("redis", tls=True, auth="ok")
+    health.set_failing("redis", f"{type(exc).__name__}: {exc}", tls=True, auth="failed")
+
+``detail`` keyword arguments are merged into the component's JSON entry; keep
+them small and free of secrets (error text is redacted, details are not).
 """
 
 from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
+# user:password@ in a URL, and password=... style pairs in a DSN or a repr.
 _SECRET_IN_URL = re.compile(r"(\w+://)([^:/@\s]*):([^@\s]*)@")
+_SECRET_PAIR = re.compile(
+    r"(?i)\b(password|passwd|pwd|token|secret|auth_token)(['\"]?\s*[=:]\s*['\"]?)([^\s'\"&,;)]+)")
+
+STATUS_OK = "ok"
+STATUS_FAILING = "failing"
+STATUS_DRAINING = "draining"
 
 
-def redact(text: str) -> str:
-    """Strip passwords from URLs in an error message."""
-    return _SECRET_IN_URL.sub(r"\1\2:***@", text)
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """Strip passwords from URLs, ``password=...`` pairs, and any literal secret."""
+    text = _SECRET_IN_URL.sub(r"\1\2:***@", text)
+    text = _SECRET_PAIR.sub(r"\1\2***", text)
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def secrets_of(*values: str) -> set[str]:
+    """Literal secrets to scrub from errors: passwords, alone or inside URLs.
+
+    (Shorter than 4 characters is not scrubbed literally: replacing every
+    "pw" in a message would garble it; URL and key=value forms still are.)
+    """
+    found: set[str] = set()
+    for value in values:
+        if "://" in value:
+            try:
+                password = urlsplit(value).password
+            except ValueError:
+                continue
+            if password:
+                found.update((password, unquote(password)))
+        elif value:
+            found.add(value)
+    return {s for s in found if len(s) >= 4}
+
+
+def _ts(t: float) -> float:
+    return round(t, 3)
 
 
 @dataclass
@@ -26,23 +74,33 @@ class Component:
     ok: bool = False
     error: str = ""
     since: float = field(default_factory=time.time)
+    last_error: str = ""
+    last_error_at: float = 0.0
     detail: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"status": "ok" if self.ok else "failing",
-                               "since": round(self.since, 3)}
-        if self.error:
-            out["error"] = self.error
+        out: dict[str, Any] = {"status": STATUS_OK if self.ok else STATUS_FAILING,
+                               "since": _ts(self.since)}
+        if not self.ok:
+            out["error"] = self.error or "no result yet"
+        if self.last_error:
+            out["last_error"] = self.last_error
+            out["last_error_at"] = _ts(self.last_error_at)
         out.update(self.detail)
         return out
 
 
 class Health:
+    """The table of components; ``ready`` when every one is ok and not draining."""
+
     def __init__(self) -> None:
         self.components: dict[str, Component] = {}
         self.draining = False
+        # Literal secrets (passwords from the settings) scrubbed from every error.
+        self.secrets: set[str] = set()
 
     def register(self, name: str) -> Component:
+        """Declare a component (failing until its first result)."""
         return self.components.setdefault(name, Component(name))
 
     def set_ok(self, name: str, **detail: Any) -> None:
@@ -54,18 +112,28 @@ class Health:
 
     def set_failing(self, name: str, error: str, **detail: Any) -> None:
         c = self.register(name)
+        now = time.time()
         if c.ok or not c.error:
-            c.since = time.time()
+            c.since = now
         c.ok = False
-        c.error = redact(error)
+        c.error = c.last_error = redact(error, self.secrets) or "failing"
+        c.last_error_at = now
         c.detail.update(detail)
+
+    def is_ok(self, name: str) -> bool:
+        c = self.components.get(name)
+        return c is not None and c.ok
 
     @property
     def ready(self) -> bool:
         return not self.draining and all(c.ok for c in self.components.values())
 
     def report(self) -> dict[str, Any]:
+        if self.draining:
+            status = STATUS_DRAINING
+        else:
+            status = STATUS_OK if self.ready else STATUS_FAILING
         return {
-            "status": "draining" if self.draining else ("ok" if self.ready else "failing"),
+            "status": status,
             "components": {n: c.as_dict() for n, c in sorted(self.components.items())},
         }

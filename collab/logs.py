@@ -46,10 +46,28 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
+class DropUvicornSocketLines(logging.Filter):
+    """Drop uvicorn's ``<addr> - "WebSocket /path?query" [accepted]`` and
+    websockets' "connection open" lines.
+
+    They duplicate our "connection opened" line, which carries the connection
+    id, and the first prints the query string, where a client's token may ride.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("uvicorn") or not isinstance(record.msg, str):
+            return True
+        return not (record.msg.startswith('%s - "WebSocket %s"')
+                    or record.msg == "connection open")
+
+
 def configure(log_format: str, level: str) -> None:
     """Install one handler on the root logger (idempotent)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JSONFormatter() if log_format == "json" else TextFormatter())
+    handler.addFilter(DropUvicornSocketLines())
+    # Python warnings through the same handler: one format, one stream.
+    logging.captureWarnings(True)
     root = logging.getLogger()
     for h in list(root.handlers):
         if getattr(h, "_collab", False):

@@ -149,6 +149,22 @@ def decode_message(frame: bytes) -> Message:
     raise ProtocolError(f"unknown message type {kind}")
 
 
+_KIND_NAMES: dict[int, str] = {MessageType.AWARENESS: "Awareness", MessageType.AUTH: "Auth",
+                               MessageType.QUERY_AWARENESS: "QueryAwareness"}
+_SYNC_KIND_NAMES: dict[int, str] = {SyncType.STEP1: "SyncStep1", SyncType.STEP2: "SyncStep2",
+                                    SyncType.UPDATE: "SyncUpdate"}
+
+
+def frame_kind(frame: bytes) -> str:
+    """The message class name of a frame, from its first bytes, without decoding
+    it: cheap enough to label every outbound frame in the metrics."""
+    if not frame:
+        return "empty"
+    if frame[0] == MessageType.SYNC:
+        return _SYNC_KIND_NAMES.get(frame[1], "unknown") if len(frame) > 1 else "unknown"
+    return _KIND_NAMES.get(frame[0], "unknown")
+
+
 def encode_sync(sub: SyncType, payload: bytes) -> bytes:
     """A sync message body without the outer message type (shared with Hocuspocus)."""
     return bytes((sub,)) + write_var_bytes(payload)

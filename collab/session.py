@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl
 
 from starlette.types import Receive, Scope, Send
 
-from .connection import Connection, Initiator, State
+from .connection import TRANSPORT_CLOSE, Connection, Initiator, State
 from .errors import CloseCode, CloseError, Overloaded, StoreError
 from .hooks import AuthRequest, AuthResult, ConnectEvent
 from .room import Peer, Room
@@ -28,6 +28,8 @@ log = logging.getLogger("collab.session")
 
 # How long we wait for the client to answer our close frame.
 CLOSE_TIMEOUT = 5.0
+# uvicorn's code for the sockets it closes at its own shutdown.
+_ASGI_SHUTDOWN = 1012
 
 
 class Session:
@@ -52,6 +54,10 @@ class Session:
                         for k, v in scope.get("headers", [])}
         self.query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
         self.metrics = server.metrics
+        # Frames are tallied as plain ints (Metrics.flush feeds Prometheus).
+        self._tally_in = self.metrics.tally("in", self.endpoint)
+        self._tally_out = self.metrics.tally("out", self.endpoint)
+        conn.on_frame_sent = self._count_frame_out
 
     @property
     def extra(self) -> dict[str, str]:
@@ -77,6 +83,12 @@ class Session:
             await self.run()
         except Exception:
             log.exception("session failed", extra=self.extra)
+            if not self._accepted:
+                # Unaccepted, the client would see a bare HTTP 500, not a close code.
+                try:
+                    await asyncio.wait_for(self.accept(), CLOSE_TIMEOUT)
+                except Exception as exc:
+                    log.warning("cannot accept to report the failure: %r", exc, extra=self.extra)
             self.conn.close(CloseCode.INTERNAL, "internal error")
             await self._await_disconnect()
         finally:
@@ -113,6 +125,13 @@ class Session:
                           "subprotocol": offered[0] if offered else None})
         self._accepted = True
         self._sender = asyncio.get_running_loop().create_task(self.conn.run_sender())
+        client = self.scope.get("client")
+        extra: dict[str, Any] = {**self.extra, "endpoint": self.endpoint,
+                                 "client": f"{client[0]}:{client[1]}" if client else "-"}
+        if "x-forwarded-for" in self.headers:
+            extra["forwarded_for"] = self.headers["x-forwarded-for"]
+        # The path without the query: a token may ride in ?token=.
+        log.info("connection opened", extra={**extra, "path": self.scope.get("path", "")})
 
     async def authenticate(self, room: str, token: str | None = None) -> AuthResult:
         hook = self.server.hooks.authenticate
@@ -160,8 +179,19 @@ class Session:
         while self._client_code is None:
             message = await self._receive()
             if message["type"] == "websocket.disconnect":
-                self._client_code = message.get("code", CloseCode.NO_STATUS)
-                self._client_reason = message.get("reason") or ""
+                self._disconnected(message)
+
+    def _disconnected(self, message: Any) -> None:
+        """Note how the socket ended. Closes made by the ASGI server itself
+        (keepalive timeout, its shutdown's 1012) are server closes, not the
+        client's: counting them as the client's hides why sockets drop."""
+        code = message.get("code", CloseCode.NO_STATUS)
+        reason = message.get("reason") or ""
+        self._client_code, self._client_reason = code, reason
+        if message.get(TRANSPORT_CLOSE):
+            self.conn.closed_by_transport(code, reason)
+        elif code == _ASGI_SHUTDOWN:
+            self.conn.closed_by_transport(code, reason or "ASGI server shutting down")
 
     async def receive_loop(self) -> None:
         conn = self.conn
@@ -173,8 +203,7 @@ class Session:
                 return
             message = await receive()
             if message["type"] == "websocket.disconnect":
-                self._client_code = message.get("code", CloseCode.NO_STATUS)
-                self._client_reason = message.get("reason") or ""
+                self._disconnected(message)
                 return
             data = message.get("bytes")
             if data is None:
@@ -196,7 +225,24 @@ class Session:
                 self._close_for(exc)
 
     def count_frame_in(self, kind: str, size: int) -> None:
-        self.metrics.frame_in(self.endpoint, kind, size)
+        counts = self._tally_in.get(kind)
+        if counts is None:
+            counts = self._tally_in[kind] = [0, 0]
+        counts[0] += 1
+        counts[1] += size
+
+    def frame_kind_out(self, frame: bytes) -> str:
+        """The type label of an outbound frame, for the metrics; must be cheap
+        (no decoding) and from a small fixed set. Protocols override it."""
+        return "frame"
+
+    def _count_frame_out(self, frame: bytes) -> None:
+        kind = self.frame_kind_out(frame)
+        counts = self._tally_out.get(kind)
+        if counts is None:
+            counts = self._tally_out[kind] = [0, 0]
+        counts[0] += 1
+        counts[1] += len(frame)
 
     def _close_for(self, exc: CloseError) -> None:
         log.warning("closing on bad input: %d %s", int(exc.code), exc.reason, extra=self.extra)

@@ -94,6 +94,9 @@ class YWebsocketSession(Session):
             return
         await self.receive_loop()
 
+    def frame_kind_out(self, frame: bytes) -> str:
+        return p.frame_kind(frame)
+
     def handle_frame(self, frame: bytes) -> None:
         room, peer = self.room_obj, self.peer
         assert room is not None and peer is not None

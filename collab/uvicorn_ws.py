@@ -1,0 +1,100 @@
+"""uvicorn's WebSocket protocol, made to tell the app why a socket ended.
+
+Stock uvicorn (websockets sans-I/O implementation) reports two different
+endings the same way, which is exactly how the Fargate incident's closes went
+unexplained:
+
+- a peer that vanished without a close frame (killed tab, dead NAT, reset)
+  arrives as ``websocket.disconnect`` with code 1005, although RFC 6455 says
+  1006 (1005 means "a close frame without a status code");
+- a peer that missed the keepalive pong is closed by uvicorn with
+  1011 "keepalive ping timeout", but the app is only told 1005, as if the
+  client had left.
+
+:class:`CollabWebSocketProtocol` queues the precise disconnect first (the app
+reads the first one; uvicorn's own follows, unread). A close uvicorn made
+itself carries :data:`~collab.connection.TRANSPORT_CLOSE` so the session
+accounts it as a server close. ``collab serve`` uses it; when collab is
+mounted in someone else's uvicorn the stock behaviour applies (documented in
+docs/observability.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+from .connection import CONN_ID_SCOPE_KEY, TRANSPORT_CLOSE, new_connection_id
+
+log = logging.getLogger("collab.uvicorn")
+
+# What we override; checked so a uvicorn upgrade that renames them falls back loudly.
+_OVERRIDDEN = ("connection_made", "handle_connect", "keepalive_timeout", "connection_lost",
+               "handle_parser_exception")
+
+def _disconnect(code: int, reason: str = "", *, by_server: bool = False) -> Any:
+    """A ``websocket.disconnect`` event (typed Any: it carries our extra key)."""
+    message: dict[str, Any] = {"type": "websocket.disconnect", "code": code, "reason": reason}
+    if by_server:
+        message[TRANSPORT_CLOSE] = True
+    return message
+
+
+class _ConnLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """uvicorn's logger with our connection id on every line it writes about
+    the socket (uvicorn reads ``.level`` directly, which adapters lack)."""
+
+    @property
+    def level(self) -> int:
+        return int(self.logger.level)
+
+
+class CollabWebSocketProtocol(WebSocketsSansIOProtocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # The connection id is given here, at the first byte, so that uvicorn's
+        # own lines about this socket carry it too (the API Gateway incident).
+        self.collab_conn_id = new_connection_id()
+        self.logger = _ConnLogger(  # type: ignore[assignment]
+            logging.getLogger("uvicorn.error"), {"conn_id": self.collab_conn_id})
+        self.conn.logger = self.logger  # the websockets protocol's own lines
+        super().connection_made(transport)
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None:
+            scope[CONN_ID_SCOPE_KEY] = self.collab_conn_id  # type: ignore[literal-required]
+
+    def keepalive_timeout(self) -> None:
+        if not (self.close_sent or self.transport.is_closing() or self.disconnected):
+            # uvicorn sends 1011 "keepalive ping timeout" right after this.
+            self.queue.put_nowait(_disconnect(1011, "keepalive ping timeout",
+                                              by_server=True))
+        super().keepalive_timeout()
+
+    def handle_parser_exception(self) -> None:
+        sent = self.conn.close_sent
+        if sent is not None:  # the parser refused a frame and closed with this
+            self.queue.put_nowait(_disconnect(sent.code, sent.reason, by_server=True))
+        super().handle_parser_exception()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if (self.handshake_complete and not self.disconnected and not self.close_sent
+                and self.conn.close_rcvd is None):
+            # Gone without a close frame: that is 1006, not 1005.
+            self.queue.put_nowait(_disconnect(1006, "connection lost without a close frame"))
+        super().connection_lost(exc)
+
+
+def protocol_class() -> type[asyncio.Protocol] | str:
+    """The ``ws=`` argument for uvicorn: ours when this uvicorn has what it
+    overrides, else "auto" (stock behaviour, with a warning)."""
+    if not all(
+            callable(getattr(WebSocketsSansIOProtocol, name, None)) for name in _OVERRIDDEN):
+        log.warning("uvicorn's websockets protocol is not the expected one: 1005/1006 and "
+                    "keepalive closes are reported as uvicorn reports them")
+        return "auto"
+    return CollabWebSocketProtocol
