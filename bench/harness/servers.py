@@ -8,6 +8,7 @@ spawned (uvicorn workers) and nothing else.
 
 from __future__ import annotations
 
+import http.client
 import os
 import secrets
 import shutil
@@ -54,6 +55,33 @@ def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float) -> 
         except OSError:
             time.sleep(0.1)
     raise HarnessError(f"nothing listening on 127.0.0.1:{port} after {timeout:.0f} s")
+
+
+def wait_ready(port: int, path: str, timeout: float, successes: int = 1) -> None:
+    """GET path until it answers 200 `successes` times in a row.
+
+    With `--workers 2` the port is bound before every worker is serving and
+    the kernel spreads requests over workers, so several consecutive 200s
+    are needed before the server counts as up. A Redis the server cannot
+    reach shows up here, with the body of the readiness answer as the cause.
+    """
+    deadline = time.monotonic() + timeout
+    streak, last = 0, ""
+    while time.monotonic() < deadline:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        try:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            last = f"{resp.status} {resp.read(300).decode(errors='replace')}"
+            streak = streak + 1 if resp.status == 200 else 0
+        except OSError as exc:
+            streak, last = 0, repr(exc)
+        finally:
+            conn.close()
+        if streak >= successes:
+            return
+        time.sleep(0.1)
+    raise HarnessError(f"GET {path} on {port} not ready after {timeout:.0f} s: {last}")
 
 
 @dataclass
@@ -344,6 +372,7 @@ def _collab_redis(tmp: Path, opts: Options) -> Running:
             running.logs.append(log)
             running.urls.append(f"ws://127.0.0.1:{port}/")
             wait_listening(port, proc, opts.start_timeout)
+            wait_ready(port, "/readyz", opts.start_timeout, successes=8)
         else:
             for i in range(2):
                 port = free_port()
@@ -353,6 +382,7 @@ def _collab_redis(tmp: Path, opts: Options) -> Running:
                 running.logs.append(log)
                 running.urls.append(f"ws://127.0.0.1:{port}/")
                 wait_listening(port, proc, opts.start_timeout)
+                wait_ready(port, "/readyz", opts.start_timeout)
     except (HarnessError, subprocess.SubprocessError) as exc:
         tail = running.log_tail()
         running.stop()
