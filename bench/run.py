@@ -89,7 +89,7 @@ SCENARIOS = [
             clientsPerRoom=50,
             writersPerRoom=1,
             rate=0,
-            edits=200,
+            edits=500,
             awareness=True,
             drainTimeoutMs=15000,
         ),

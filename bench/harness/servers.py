@@ -132,7 +132,9 @@ def stop_process(proc: subprocess.Popen[bytes], grace: float = 4.0) -> None:
         proc.wait(timeout=5)
 
 
-def spawn(argv: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def spawn(
+    argv: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path = BENCH
+) -> subprocess.Popen[bytes]:
     with log.open("wb") as fh:
         return subprocess.Popen(
             pinned(SERVER_CPU, argv),
@@ -140,7 +142,7 @@ def spawn(argv: list[str], log: Path, env: dict[str, str] | None = None) -> subp
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env={**os.environ, **(env or {})},
-            cwd=BENCH,
+            cwd=cwd,
             start_new_session=True,
         )
 
@@ -339,7 +341,7 @@ def _collab(path: str) -> Callable[[Path, Options], Running]:
         port = free_port()
         log = tmp / "collab.log"
         env = {"COLLAB_STORE_URL": f"sqlite:///{tmp}/b.sqlite3"}
-        proc = spawn(collab_argv(opts, port), log, env)
+        proc = spawn(collab_argv(opts, port), log, env, cwd=REPO)
         running = Running([proc], [f"ws://127.0.0.1:{port}{path}"], [log])
         _ready(running, port, proc, opts)
         return running
@@ -367,7 +369,7 @@ def _collab_redis(tmp: Path, opts: Options) -> Running:
         if opts.redis_mode == "workers":
             port = free_port()
             log = tmp / "collab.log"
-            proc = spawn(collab_argv(opts, port, workers=2), log, env)
+            proc = spawn(collab_argv(opts, port, workers=2), log, env, cwd=REPO)
             running.procs.append(proc)
             running.logs.append(log)
             running.urls.append(f"ws://127.0.0.1:{port}/")
@@ -377,7 +379,7 @@ def _collab_redis(tmp: Path, opts: Options) -> Running:
             for i in range(2):
                 port = free_port()
                 log = tmp / f"collab{i}.log"
-                proc = spawn(collab_argv(opts, port), log, env)
+                proc = spawn(collab_argv(opts, port), log, env, cwd=REPO)
                 running.procs.append(proc)
                 running.logs.append(log)
                 running.urls.append(f"ws://127.0.0.1:{port}/")
