@@ -58,7 +58,10 @@ class Settings:
     max_room_name: int = 256
     outbound_queue_frames: int = 1024
     outbound_queue_bytes: int = 16 * 1024 * 1024
+    # Hocuspocus: frames a socket may send for documents still authenticating
+    # (queued until the authenticate hook answers), in count and in bytes.
     auth_queue_frames: int = 64
+    auth_queue_bytes: int = 8 * 1024 * 1024
     # Keepalive: ping every N s (under an ALB's 60 s idle timeout); a peer
     # that misses the pong for `ping_timeout` s is closed.
     ping_interval: float = 25.0
@@ -88,7 +91,8 @@ class Settings:
         if self.log_format not in ("text", "json"):
             raise ConfigError("COLLAB_LOG_FORMAT must be 'text' or 'json'")
         for name in ("port", "workers", "max_frame_bytes", "max_room_name",
-                     "outbound_queue_frames", "outbound_queue_bytes", "compact_threshold"):
+                     "outbound_queue_frames", "outbound_queue_bytes", "compact_threshold",
+                     "auth_queue_frames", "auth_queue_bytes"):
             if getattr(self, name) <= 0 and name != "port":
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be positive")
         if not 0 <= self.port <= 65535:

@@ -67,11 +67,24 @@ class RoomEvent:
     size: int  # bytes loaded or stored
 
 
+def _unsupported(payload: str) -> None:
+    raise RuntimeError("this StatelessEvent was not made by a session: it cannot reply")
+
+
 @dataclass(frozen=True, slots=True)
 class StatelessEvent:
+    """A Hocuspocus stateless message from one client, for ``on_stateless``.
+
+    ``reply(payload)`` answers the sender (that document on that socket);
+    ``broadcast(payload)`` reaches every Hocuspocus client of the room, the
+    sender included, on every instance (as ``CollabServer.send_stateless``).
+    """
+
     connection_id: str
     room: str
     payload: str
+    reply: Callable[[str], None] = field(default=_unsupported, repr=False, compare=False)
+    broadcast: Callable[[str], None] = field(default=_unsupported, repr=False, compare=False)
 
 
 Authenticate = Callable[[AuthRequest], Awaitable[AuthResult]]
