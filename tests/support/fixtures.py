@@ -1,0 +1,61 @@
+"""pytest fixtures over the helpers in this package.
+
+Enable them in a conftest with ``from tests.support.fixtures import *  # noqa: F403``
+(or ``pytest_plugins = ["tests.support.fixtures"]`` in the root conftest).
+
+- ``certs``: a fresh CA + server + client certificate (:class:`CertBundle`).
+- ``redis_factory``: ``redis_factory(**RedisServer kwargs) -> RedisServer``,
+  started; all stopped at teardown. TLS servers get ``certs`` unless given.
+- ``postgres_server``: one PostgreSQL 15 for the whole session.
+- ``postgres_url``: a fresh, empty database on it for each test.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .certs import CertBundle, make_certs
+from .postgres_server import PostgresServer
+from .redis_server import RedisServer
+
+__all__ = ["certs", "postgres_server", "postgres_url", "redis_factory"]
+
+_db_counter = itertools.count(1)
+
+
+@pytest.fixture
+def certs(tmp_path: Path) -> CertBundle:
+    return make_certs(tmp_path / "pki")
+
+
+@pytest.fixture
+def redis_factory(tmp_path: Path, certs: CertBundle) -> Iterator[Callable[..., RedisServer]]:
+    servers: list[RedisServer] = []
+
+    def make(**kwargs: Any) -> RedisServer:
+        if kwargs.get("tls"):
+            kwargs.setdefault("certs", certs)
+        server = RedisServer(tmp_path / f"redis-{len(servers) + 1}", **kwargs)
+        servers.append(server)
+        server.start()
+        return server
+
+    yield make
+    for server in reversed(servers):
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    return postgres_server.create_database(f"test_{next(_db_counter)}")
