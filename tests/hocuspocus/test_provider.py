@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.jsclient import JSClient, JSClientError
+from tests.support.servers import run_collab
 
 from .helpers import serve, settings, wait_until
 
@@ -209,3 +210,17 @@ async def test_idle_provider_without_awareness_is_kept_alive(js: JSClient) -> No
         await wait_until(lambda: conn.stats.frames_out >= sent + 15, what="15 pings")
         assert not js.events_for("h", "close")
         assert srv.hocuspocus_connections() == [conn_id]
+
+
+async def test_collab_serve_on_a_configured_path(js: JSClient, tmp_path: Path) -> None:
+    """The CLI (`collab serve`, its own uvicorn protocol) with COLLAB_HOCUSPOCUS_PATH."""
+    env = {"COLLAB_STORE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+           "COLLAB_HOCUSPOCUS_PATH": "/sync/hp", "COLLAB_DRAIN_SECONDS": "0.1"}
+    async with run_collab(tmp_path, env=env) as srv:
+        await js.call("connect_hocuspocus", handle="h", url=f"{srv.ws_url}/sync/hp", name="cli")
+        await js.call("connect", handle="y", url=srv.ws_url, room="cli")
+        await js.call("insert", handle="h", text="over the CLI")
+        await js.call("wait_text", handle="y", equals="over the CLI", timeout_ms=T)
+        await js.call("disconnect", handle="h")
+        log = await srv.wait_for_log("room=cli code=")  # the close line names the documents
+        assert "endpoint=hocuspocus" in log and "path=/sync/hp" in log
