@@ -42,12 +42,13 @@ class LoopLagMonitor:
         self.lag = 0.0
         self.last_tick = time.monotonic()
         self.samples = 0
+        self.stopped = False
 
     async def run(self) -> None:
         self.health.set_ok(EVENT_LOOP, lag_seconds=0.0, fail_above_seconds=self.fail_after)
         loop = asyncio.get_running_loop()
         try:
-            while True:
+            while not self.stopped:
                 started = loop.time()
                 await asyncio.sleep(self.interval)
                 self.record(max(0.0, loop.time() - started - self.interval))
@@ -87,6 +88,7 @@ class StoreChecker:
         # A check that succeeds while writes fail (a full disk answers SELECT 1)
         # must not turn the component green: writes report here too.
         self.write_failing = False
+        self.stopped = False
         server.on_store_result.append(self._on_write)
 
     def _on_write(self, room: str, seconds: float, exc: BaseException | None) -> None:
@@ -97,7 +99,10 @@ class StoreChecker:
         store = server.store
         started = time.monotonic()
         try:
-            await asyncio.wait_for(store.check(), timeout=max(1.0, self.interval))
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
+            # cancellation that lands as the check completes, and stop() would hang.
+            async with asyncio.timeout(max(1.0, self.interval)):
+                await store.check()
         except Exception as exc:  # any failed check means the store is not usable
             seconds = time.monotonic() - started
             server.metrics.store_result(seconds, True, op="check")
@@ -116,7 +121,7 @@ class StoreChecker:
 
     async def run(self) -> None:
         try:
-            while True:
+            while not self.stopped:
                 await asyncio.sleep(self.interval)
                 await self.check_once()
         except asyncio.CancelledError:
@@ -151,11 +156,13 @@ class Monitors:
         }
 
     async def start(self) -> None:
+        self.lag.stopped = self.store.stopped = False
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self.lag.run(), name="collab-loop-lag"),
                        loop.create_task(self.store.run(), name="collab-store-check")]
 
     async def stop(self) -> None:
+        self.lag.stopped = self.store.stopped = True
         for task in self._tasks:
             task.cancel()
         if self._tasks:

@@ -9,7 +9,9 @@ unexplained:
   1006 (1005 means "a close frame without a status code");
 - a peer that missed the keepalive pong is closed by uvicorn with
   1011 "keepalive ping timeout", but the app is only told 1005, as if the
-  client had left.
+  client had left;
+- at its shutdown uvicorn closes the sockets left with a bare 1012 (no
+  reason); ours closes them with 1001 "server shutting down", as the drain does.
 
 :class:`CollabWebSocketProtocol` queues the precise disconnect first (the app
 reads the first one; uvicorn's own follows, unread). A close uvicorn made
@@ -33,7 +35,8 @@ log = logging.getLogger("collab.uvicorn")
 
 # What we override; checked so a uvicorn upgrade that renames them falls back loudly.
 _OVERRIDDEN = ("connection_made", "handle_connect", "keepalive_timeout", "connection_lost",
-               "handle_parser_exception")
+               "handle_parser_exception", "shutdown", "stop_keepalive")
+SHUTDOWN_REASON = "server shutting down"
 
 def _disconnect(code: int, reason: str = "", *, by_server: bool = False) -> Any:
     """A ``websocket.disconnect`` event (typed Any: it carries our extra key)."""
@@ -80,6 +83,19 @@ class CollabWebSocketProtocol(WebSocketsSansIOProtocol):
         if sent is not None:  # the parser refused a frame and closed with this
             self.queue.put_nowait(_disconnect(sent.code, sent.reason, by_server=True))
         super().handle_parser_exception()
+
+    def shutdown(self) -> None:
+        if self.handshake_complete and not (self.close_sent or self.disconnected):
+            # uvicorn would send a bare 1012; `collab serve` drains with 1001 and
+            # a reason first, and a socket still open here gets the same.
+            self.stop_keepalive()
+            self.queue.put_nowait(_disconnect(1001, SHUTDOWN_REASON, by_server=True))
+            self.conn.send_close(1001, SHUTDOWN_REASON)
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            self.close_sent = True
+            self.transport.close()
+            return
+        super().shutdown()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if (self.handshake_complete and not self.disconnected and not self.close_sent
