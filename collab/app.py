@@ -16,6 +16,7 @@ from starlette.types import Receive, Scope, Send
 
 from .config import Settings
 from .connection import CONN_ID_SCOPE_KEY, Connection, new_connection_id
+from .hocuspocus.session import HocuspocusSession
 from .hooks import Hooks, load_hooks
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .monitors import Monitors
@@ -86,6 +87,8 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None,
         Route(settings.health_path, healthz),
         Route(settings.ready_path, readyz),
         Route(settings.metrics_path, metrics),
+        # Before the catch-all: the Hocuspocus path is not a room.
+        WebSocketRoute(settings.hocuspocus_path, _SocketEndpoint(server, HocuspocusSession)),
         WebSocketRoute("/{room:path}", _SocketEndpoint(server, YWebsocketSession)),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
