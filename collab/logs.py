@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from typing import Any
+
+from .health import redact
 
 _STANDARD = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime", "color_message"}
 
@@ -46,19 +49,35 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
+_SECRET_HEADER = re.compile(
+    r"(?i)^(< (?:authorization|cookie|sec-websocket-protocol|x-api-key): ).*$")
+
+# websockets' own lines that uvicorn routes to its logger before any id exists.
+_UNIDENTIFIED = frozenset(("connection open", "= connection is CONNECTING"))
+
+
 class DropUvicornSocketLines(logging.Filter):
-    """Drop uvicorn's ``<addr> - "WebSocket /path?query" [accepted]`` and
-    websockets' "connection open" lines.
+    """Drop uvicorn's ``<addr> - "WebSocket /path?query" [accepted]`` line and
+    websockets' "connection open" / "= connection is CONNECTING" lines.
 
     They duplicate our "connection opened" line, which carries the connection
-    id, and the first prints the query string, where a client's token may ride.
+    id (they cannot: they are written before the socket has one), and the
+    first prints the query string, where a client's token may ride.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not record.name.startswith("uvicorn") or not isinstance(record.msg, str):
             return True
-        return not (record.msg.startswith('%s - "WebSocket %s"')
-                    or record.msg == "connection open")
+        if record.msg.startswith('%s - "WebSocket %s"'):
+            return False
+        message = record.getMessage()
+        if message in _UNIDENTIFIED:
+            return False
+        if record.levelno <= logging.DEBUG and message.startswith("< "):
+            # websockets' debug trace of the handshake: the request line and
+            # headers carry tokens (?token=, Sec-WebSocket-Protocol, cookies).
+            record.msg, record.args = _SECRET_HEADER.sub(r"\1***", redact(message)), None
+        return True
 
 
 def configure(log_format: str, level: str) -> None:
