@@ -14,12 +14,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
+from .backplane import Backplane
 from .config import Settings
 from .connection import CONN_ID_SCOPE_KEY, Connection, new_connection_id
 from .hocuspocus.session import HocuspocusSession
 from .hooks import Hooks, load_hooks
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .monitors import Monitors
+from .replication import Replicator
 from .server import CollabServer
 from .stores import Store, store_from_url
 from .ywebsocket import YWebsocketSession
@@ -46,11 +48,13 @@ class _SocketEndpoint:
 
 
 def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None,
-               store: Store | None = None) -> Starlette:
+               store: Store | None = None, backplane: Backplane | None = None) -> Starlette:
     """Build the ASGI app. Mount it anywhere; wire its lifespan (see README).
 
     ``app.state.collab`` is the :class:`CollabServer`; ``app.router.lifespan_context``
-    starts and stops its background work.
+    starts and stops its background work. With ``COLLAB_REDIS_URL`` set (or a
+    ``backplane`` given, e.g. a memory one in tests) rooms are shared with the
+    other instances through it.
     """
     settings = settings or Settings.from_env(os.environ)
     if hooks is None:
@@ -61,12 +65,20 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None,
     monitors = Monitors(server)  # event-loop lag, periodic store check
     server.on_store_result.append(
         lambda room, seconds, exc: server.metrics.store_result(seconds, exc is not None))
+    if backplane is None and settings.redis_url:
+        from .backplane.redis import redis_backplane_for
+
+        backplane = redis_backplane_for(settings, server.health, server.metrics)
+    replicator = Replicator(server, backplane) if backplane is not None else None
 
     async def healthz(request: Request) -> Response:
         return JSONResponse(monitors.liveness())
 
     async def readyz(request: Request) -> Response:
         report = server.health.report()
+        # Which process answered: with --workers N, tests and operators can tell them apart.
+        report["instance"] = settings.instance_id
+        report["pid"] = os.getpid()
         return JSONResponse(report, status_code=200 if server.health.ready else 503)
 
     async def metrics(request: Request) -> Response:
@@ -78,10 +90,20 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None,
         await server.start()
         await monitors.start()
         try:
+            if backplane is not None and replicator is not None:
+                # Never raises for an unreachable or misconfigured Redis: it is
+                # logged with the cause, readiness fails, and it is retried.
+                await backplane.start()
+                await replicator.start()
             yield
         finally:
             await monitors.stop()
-            await server.stop()
+            try:
+                await server.stop()  # unloading rooms unsubscribes them: backplane still up
+            finally:
+                if backplane is not None and replicator is not None:
+                    await replicator.stop()
+                    await backplane.stop()
 
     routes = [
         Route(settings.health_path, healthz),

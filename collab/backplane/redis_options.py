@@ -96,9 +96,9 @@ class RedisOptions:
     def connection_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``redis.asyncio.ConnectionPool``.
 
-        redis-py's own retries are off (``Retry(NoBackoff(), 0)``): the
-        backplane reconnects itself, with backoff and jitter, and must see
-        every failure to report it.
+        redis-py's own retries and reconnects are off (a ``Retry`` of no
+        attempts on no errors): the backplane reconnects itself, with backoff
+        and jitter, and must see every failure to report it.
         """
         kwargs: dict[str, Any] = dict(parse_url(self.url))
         if self.username:
@@ -114,7 +114,7 @@ class RedisOptions:
         kwargs.update(
             socket_timeout=self.socket_timeout,
             socket_connect_timeout=self.socket_timeout,
-            retry=Retry(NoBackoff(), 0),
+            retry=Retry(NoBackoff(), 0, supported_errors=()),
             health_check_interval=0,
         )
         return kwargs
@@ -179,8 +179,15 @@ def explain(exc: BaseException, options: RedisOptions) -> str:
             return (f"connection reset by {where} during the handshake: the port probably "
                     "expects TLS (plain connection to a TLS port); use rediss:// with the CA "
                     f"[{_last(chain)}]")
+        if not (options.ssl_certfile or "ssl_certfile=" in options.url):
+            # TLS 1.3: the server checks the client certificate after the
+            # handshake; its alert often loses the race with the reset.
+            return (f"connection reset by {where} after the TLS handshake: the server probably "
+                    "requires a TLS client certificate and none is configured (set "
+                    "COLLAB_REDIS_SSL_CERTFILE and COLLAB_REDIS_SSL_KEYFILE) "
+                    f"[{_last(chain)}]")
         return f"connection reset by {where} [{_last(chain)}]"
-    if has(ConnectionRefusedError):
+    if has(ConnectionRefusedError) or "CONNECTION REFUSED" in upper or "ERROR 111 " in upper:
         return f"unreachable: connection refused at {where} (nothing listening) [{_last(chain)}]"
     if has(socket.gaierror):
         return f"unreachable: host name of {where} does not resolve [{_last(chain)}]"

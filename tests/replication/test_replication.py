@@ -1,0 +1,287 @@
+"""Rooms shared through a backplane: the replicator over the memory backplane.
+
+Two (or three) CollabServers in one process share a MemoryHub, as instances
+share Redis. Peers are plain recorders; edits go in through the room as a
+socket's would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import pytest
+from pycrdt import Doc, Text
+
+from collab import awareness as aw
+from collab import replication_protocol as rp
+from collab.backplane import MemoryBackplane, MemoryHub
+from collab.config import Settings
+from collab.replication import Replicator
+from collab.room import Room
+from collab.server import CollabServer
+from collab.stores.memory import MemoryStore
+from collab.ywebsocket import CODEC
+
+pytestmark = pytest.mark.anyio
+
+
+class FakePeer:
+    codec = CODEC
+    readonly = False
+
+    def __init__(self, pid: str) -> None:
+        self.id = pid
+        self.frames: list[bytes] = []
+
+    def send(self, frame: bytes) -> None:
+        self.frames.append(frame)
+
+
+class Instance:
+    def __init__(self, server: CollabServer, backplane: MemoryBackplane,
+                 replicator: Replicator) -> None:
+        self.server = server
+        self.backplane = backplane
+        self.replicator = replicator
+        self.sent: list[rp.Message] = []
+        real_publish = backplane.publish
+
+        def publish(channel: str, payload: bytes) -> None:
+            if backplane.connected and payload[:1] in b"\x01\x02\x03\x04\x05":
+                self.sent.append(rp.decode(payload))
+            real_publish(channel, payload)
+
+        backplane.publish = publish  # type: ignore[method-assign]
+
+    async def join(self, room: str, peer_id: str) -> tuple[Room, FakePeer]:
+        peer = FakePeer(peer_id)
+        return await self.server.join(room, peer), peer
+
+    def sent_kinds(self) -> list[str]:
+        return [type(m).__name__ for m in self.sent]
+
+
+@asynccontextmanager
+async def instance(hub: MemoryHub, name: str, store: MemoryStore | None = None
+                   ) -> AsyncIterator[Instance]:
+    settings = Settings(store_url="memory://", instance_id=name, room_grace=0.05,
+                        flush_debounce=0.01, flush_max_wait=0.05)
+    server = CollabServer(settings, store or MemoryStore())
+    backplane = MemoryBackplane(hub)
+    replicator = Replicator(server, backplane)
+    inst = Instance(server, backplane, replicator)
+    await server.start()
+    await backplane.start()
+    await replicator.start()
+    try:
+        yield inst
+    finally:
+        await server.stop()
+        await replicator.stop()
+        await backplane.stop()
+
+
+@asynccontextmanager
+async def cluster(*names: str) -> AsyncIterator[list[Instance]]:
+    hub = MemoryHub()
+    async with AsyncExitStack() as stack:
+        yield [await stack.enter_async_context(instance(hub, n)) for n in names]
+
+
+def edit(text: str) -> bytes:
+    doc: Doc[Any] = Doc()
+    doc.get("text", type=Text).insert(0, text)
+    return doc.get_update()
+
+
+def text(room: Room) -> str:
+    return str(room.doc.get("text", type=Text))
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait until ``check()`` holds; deliveries are loop callbacks, so this
+    only yields to the loop between checks."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {timeout} s")
+        await asyncio.sleep(0.002)
+
+
+async def subscribed(inst: Instance, room: str) -> None:
+    await eventually(lambda: inst.replicator.channel(room) in inst.backplane.handlers)
+
+
+async def test_two_instances_converge() -> None:
+    async with cluster("A", "B") as (a, b):
+        room_a, peer_a = await a.join("doc", "pa")
+        room_b, peer_b = await b.join("doc", "pb")
+        await subscribed(a, "doc")
+        await subscribed(b, "doc")
+        room_a.sync_update(peer_a, edit("<from A>"))
+        room_b.sync_update(peer_b, edit("<from B>"))
+        await eventually(lambda: "<from A>" in text(room_b) and "<from B>" in text(room_a))
+        assert text(room_a) == text(room_b)
+        # B's socket got A's change as an ordinary update frame.
+        assert any(f.startswith(b"\x00\x02") for f in peer_b.frames)
+
+
+async def test_remote_changes_are_never_published_back() -> None:
+    async with cluster("A", "B") as (a, b):
+        room_a, peer_a = await a.join("doc", "pa")
+        room_b, _ = await b.join("doc", "pb")
+        await subscribed(a, "doc")
+        await subscribed(b, "doc")
+        a.sent.clear()
+        b.sent.clear()
+        room_a.sync_update(peer_a, edit("x"))
+        await eventually(lambda: text(room_b) == "x")
+        await asyncio.sleep(0.05)  # give an echo time to appear, if there were one
+        assert a.sent_kinds() == ["Update"]
+        assert b.sent == []
+        [update] = a.sent
+        assert isinstance(update, rp.Update)
+        assert update.sender == "A" and update.connection == "pa"
+
+
+async def test_a_burst_is_published_as_one_merged_update() -> None:
+    async with cluster("A", "B") as (a, b):
+        room_a, peer_a = await a.join("doc", "pa")
+        room_b, _ = await b.join("doc", "pb")
+        await subscribed(a, "doc")
+        await subscribed(b, "doc")
+        a.sent.clear()
+        for i in range(20):
+            room_a.sync_update(peer_a, edit(f"<{i}>"))
+        await eventually(lambda: all(f"<{i}>" in text(room_b) for i in range(20)))
+        assert a.sent_kinds() == ["Update"]
+
+
+async def test_store_loaded_content_is_not_published() -> None:
+    hub = MemoryHub()
+    store = MemoryStore()
+    await store.append("doc", edit("stored"))
+    async with instance(hub, "A", store) as a:
+        room, _ = await a.join("doc", "pa")
+        await subscribed(a, "doc")
+        assert text(room) == "stored"
+        assert "Update" not in a.sent_kinds()
+
+
+async def test_late_instance_gets_the_document_by_anti_entropy() -> None:
+    async with cluster("A", "B") as (a, b):
+        room_a, peer_a = await a.join("doc", "pa")
+        room_a.sync_update(peer_a, edit("written before B had the room"))
+        room_b, _ = await b.join("doc", "pb")  # B's own store knows nothing
+        await eventually(lambda: text(room_b) == "written before B had the room")
+        assert "SyncRequest" in b.sent_kinds()
+        assert "SyncReply" in a.sent_kinds()
+
+
+async def test_anti_entropy_sends_back_what_the_replier_lacks() -> None:
+    """Both sides hold something the other lacks (edits made while apart)."""
+    async with cluster("A", "B") as (a, b):
+        room_a, peer_a = await a.join("doc", "pa")
+        room_b, peer_b = await b.join("doc", "pb")
+        await subscribed(a, "doc")
+        await subscribed(b, "doc")
+        b.backplane.disconnect()
+        room_a.sync_update(peer_a, edit("<A while apart>"))
+        room_b.sync_update(peer_b, edit("<B while apart>"))
+        await asyncio.sleep(0.02)  # deliveries would have happened by now; none did
+        assert "<A while apart>" not in text(room_b)
+        assert "<B while apart>" not in text(room_a)
+        await b.backplane.reconnect()
+        await eventually(lambda: text(room_a) == text(room_b)
+                         and "<A while apart>" in text(room_a)
+                         and "<B while apart>" in text(room_a))
+
+
+async def test_three_instances_recover_after_one_reconnects() -> None:
+    async with cluster("A", "B", "C") as insts:
+        rooms = []
+        for inst in insts:
+            rooms.append(await inst.join("doc", f"p{inst.server.settings.instance_id}"))
+        for inst in insts:
+            await subscribed(inst, "doc")
+        insts[2].backplane.disconnect()
+        for i, (room, peer) in enumerate(rooms):
+            room.sync_update(peer, edit(f"<{i}>"))
+        await insts[2].backplane.reconnect()
+        await eventually(lambda: all(
+            all(f"<{i}>" in text(room) for i in range(3)) for room, _ in rooms))
+
+
+async def test_awareness_crosses_and_its_removal_too() -> None:
+    async with cluster("A", "B") as (a, b):
+        room_a, peer_a = await a.join("doc", "pa")
+        room_b, _ = await b.join("doc", "pb")
+        await subscribed(a, "doc")
+        await subscribed(b, "doc")
+        room_a.peer_awareness(peer_a, aw.encode_update([aw.Entry(7, 1, '{"user":"ann"}')]))
+        await eventually(lambda: [e.client_id for e in room_b.awareness.snapshot()] == [7])
+        a.server.leave("doc", peer_a)  # the socket closed: its client is removed everywhere
+        await eventually(lambda: len(room_b.awareness) == 0)
+
+
+async def test_cursors_reach_late_and_reconnected_instances() -> None:
+    async with cluster("A", "B") as (a, b):
+        room_a, peer_a = await a.join("doc", "pa")
+        await subscribed(a, "doc")
+        room_a.peer_awareness(peer_a, aw.encode_update([aw.Entry(7, 3, '{"user":"ann"}')]))
+        # B loads the room later: A answers its SYNC_REQUEST with A's local cursors.
+        room_b, peer_b = await b.join("doc", "pb")
+        await eventually(lambda: [(e.client_id, e.clock) for e in room_b.awareness.snapshot()]
+                         == [(7, 3)])
+        # A cursor set on B while its link was down reaches A after the reconnect.
+        b.backplane.disconnect()
+        room_b.peer_awareness(peer_b, aw.encode_update([aw.Entry(8, 1, '{"user":"bob"}')]))
+        await asyncio.sleep(0.02)
+        assert 8 not in {e.client_id for e in room_a.awareness.snapshot()}
+        await b.backplane.reconnect()
+        await eventually(lambda: 8 in {e.client_id for e in room_a.awareness.snapshot()})
+
+
+async def test_stateless_messages_cross() -> None:
+    async with cluster("A", "B") as (a, b):
+        _room_a, _ = await a.join("doc", "pa")
+        room_b, _ = await b.join("doc", "pb")
+        await subscribed(a, "doc")
+        await subscribed(b, "doc")
+        got: list[str] = []
+        room_b.stateless_listeners.append(lambda payload, origin: got.append(payload))
+        assert a.server.send_stateless("doc", "hello from A")
+        await eventually(lambda: got == ["hello from A"])
+        await asyncio.sleep(0.02)
+        assert [m for m in b.sent if isinstance(m, rp.Stateless)] == []
+
+
+async def test_invalid_messages_are_counted_not_fatal() -> None:
+    async with cluster("A", "B") as (a, b):
+        room_b, _ = await b.join("doc", "pb")
+        await subscribed(b, "doc")
+        channel = b.replicator.channel("doc")
+        a.backplane.publish(channel, b"\x09garbage")
+        a.backplane.publish(channel, rp.encode(rp.Update("A", b"\x01\x02\x03")))
+        a.backplane.publish(channel, rp.encode(rp.Awareness("A", b"\x01\x01\x01\x03{x}")))
+        counter = b.server.metrics.backplane_events.labels("invalid")
+        await eventually(lambda: counter._value.get() == 3)
+        room_a, peer_a = await a.join("doc", "pa")
+        room_a.sync_update(peer_a, edit("still fine"))
+        await eventually(lambda: text(room_b) == "still fine")
+
+
+async def test_unloaded_room_is_unsubscribed() -> None:
+    async with cluster("A") as (a,):
+        room, peer = await a.join("doc", "pa")
+        await subscribed(a, "doc")
+        a.server.leave("doc", peer)
+        await eventually(lambda: "doc" not in a.server.rooms)
+        assert a.replicator.channel("doc") not in a.backplane.handlers
+        assert "doc" not in a.replicator.links
+        assert room.update_listeners == [] or all(
+            getattr(listener, "__name__", "") != "on_update" for listener in room.update_listeners)
