@@ -120,6 +120,15 @@ class Health:
         c.last_error_at = now
         c.detail.update(detail)
 
+    def set_pending(self, name: str, note: str, **detail: Any) -> None:
+        """Not ready yet, and not an error either (e.g. "connecting"): failing
+        with ``note``, but ``last_error`` keeps only real failures."""
+        c = self.register(name)
+        if c.ok:
+            c.since = time.time()
+        c.ok, c.error = False, note
+        c.detail.update(detail)
+
     def is_ok(self, name: str) -> bool:
         c = self.components.get(name)
         return c is not None and c.ok

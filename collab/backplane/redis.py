@@ -119,7 +119,7 @@ class RedisBackplane:
         """Start connecting; wait (bounded) for the first outcome so that a
         misconfiguration is in the start-up log; never raise for it."""
         for name in (LINK, SUBSCRIBER):
-            self.health.set_failing(name, "connecting", url=self.options.safe_url)
+            self.health.set_pending(name, "connecting", url=self.options.safe_url)
         log.info("redis backplane: connecting to %s", self.options.describe())
         self._supervisor = asyncio.get_running_loop().create_task(
             self._supervise(), name="redis-backplane")

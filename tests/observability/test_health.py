@@ -66,6 +66,15 @@ def test_component_keeps_since_and_last_error() -> None:
     assert h.report()["status"] == "draining" and not h.ready
 
 
+def test_pending_is_not_ready_and_not_an_error() -> None:
+    h = Health()
+    h.set_pending("redis", "connecting")
+    entry = h.report()["components"]["redis"]
+    assert not h.ready and entry["status"] == "failing" and entry["error"] == "connecting"
+    h.set_ok("redis")
+    assert h.ready and "last_error" not in h.report()["components"]["redis"]
+
+
 # -- endpoints -------------------------------------------------------------------
 
 
