@@ -108,6 +108,7 @@ class RedisServer:
         self.port: int = port if port is not None else free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.paused = False
+        self._clients: list[redis.Redis] = []
         self._log_file: IO[bytes] | None = None
         self.log_path = self.directory / "redis.log"
         self.config_path = self.directory / "redis.conf"
@@ -240,7 +241,9 @@ class RedisServer:
         kwargs.setdefault("socket_connect_timeout", 5)
         kwargs.setdefault("socket_timeout", 5)
         kwargs.setdefault("retry", Retry(NoBackoff(), 0))
-        return redis.Redis(**self.client_kwargs(**own), **kwargs)
+        client = redis.Redis(**self.client_kwargs(**own), **kwargs)
+        self._clients.append(client)  # closed by stop(): no socket outlives the server
+        return client
 
     def async_client(self, **kwargs: Any) -> redis.asyncio.Redis:
         """An asyncio client; arguments and defaults as for :meth:`client`."""
@@ -353,8 +356,9 @@ class RedisServer:
             self._log_file.close()
             self._log_file = None
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM and wait (SIGKILL if it takes longer than ``timeout``)."""
+    def stop(self, timeout: float = 10.0, *, close_clients: bool = True) -> None:
+        """SIGTERM and wait (SIGKILL if it takes longer than ``timeout``); close
+        the clients made by :meth:`client` unless ``close_clients`` is false."""
         if self.proc is None:
             return
         if self.proc.poll() is None:
@@ -368,6 +372,10 @@ class RedisServer:
                 self.proc.wait(timeout=10)
         self.paused = False
         self._close_log()
+        if close_clients:
+            clients, self._clients = self._clients, []
+            for client in clients:
+                client.close()
 
     def kill(self, timeout: float = 10.0) -> None:
         """SIGKILL: the crash case; clients see their sockets reset."""
@@ -407,8 +415,9 @@ class RedisServer:
             raise self._fail("redis-server exited while being paused/resumed")
 
     def restart(self, timeout: float = 15.0) -> None:
-        """Stop if running, then start again on the same port with the same config."""
-        self.stop()
+        """Stop if running, then start again on the same port with the same config
+        (clients made by :meth:`client` stay usable: they reconnect)."""
+        self.stop(close_clients=False)
         fixed = self._fixed_port
         self._fixed_port = True  # the point of restart is the same address
         try:
