@@ -16,7 +16,7 @@ from starlette.types import Receive, Scope, Send
 
 from .backplane import Backplane
 from .config import Settings
-from .connection import CONN_ID_SCOPE_KEY, Connection, new_connection_id
+from .connection import CONN_ID_SCOPE_KEY, DIRECT_SCOPE_KEY, Connection, new_connection_id
 from .hocuspocus.session import HocuspocusSession
 from .hooks import Hooks, load_hooks
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -42,7 +42,8 @@ class _SocketEndpoint:
         # Under `collab serve` our uvicorn protocol has already given the id.
         conn_id = scope.get(CONN_ID_SCOPE_KEY) or new_connection_id()
         conn = Connection(conn_id, send, max_frames=s.outbound_queue_frames,
-                          max_bytes=s.outbound_queue_bytes, path=scope.get("path", ""))
+                          max_bytes=s.outbound_queue_bytes, path=scope.get("path", ""),
+                          direct=scope.get(DIRECT_SCOPE_KEY))
         conn.on_overflow = self.server.metrics.queue_overflows.inc
         await self.session_cls(self.server, scope, receive, send, conn).serve()
 

@@ -39,6 +39,10 @@ class Settings:
     compact_threshold: int = 100
     # A room stays loaded this long after its last socket leaves.
     room_grace: float = 10.0
+    # While updates keep arriving, a room fans out at most once per window,
+    # so a flood goes out as fewer, merged frames; after a quiet spell the
+    # next update goes out on the next event-loop turn. 0 = every turn.
+    fanout_window: float = 0.005
     # Redis backplane (unset = single instance). TLS options may also be
     # given in the URL query (ssl_ca_certs=...), as redis-py accepts them.
     redis_url: str = ""
@@ -100,6 +104,8 @@ class Settings:
         for name in ("health_path", "ready_path", "metrics_path", "hocuspocus_path"):
             if not getattr(self, name).startswith("/"):
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must start with '/'")
+        if self.fanout_window < 0:
+            raise ConfigError("COLLAB_FANOUT_WINDOW must not be negative")
         for name in ("loop_lag_interval", "loop_lag_fail", "store_check_interval"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be positive")

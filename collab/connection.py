@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from .errors import CloseCode
 
@@ -75,13 +75,37 @@ TRANSPORT_CLOSE = "collab.closed_by_server"
 # Scope key under which our uvicorn protocol hands over the id it gave the
 # socket (so its own log lines and ours carry the same id).
 CONN_ID_SCOPE_KEY = "collab.conn_id"
+# Scope key of the direct writer our uvicorn protocol offers (see uvicorn_ws).
+DIRECT_SCOPE_KEY = "collab.direct_writer"
+
+
+class DirectWrite(Protocol):
+    """Frames written straight to the socket when it can take them now."""
+
+    def ready(self) -> bool: ...
+
+    def write(self, payload: bytes) -> None: ...
 
 
 class Connection:
-    """Owns the outbound side of one socket. Transitions OPEN → CLOSING → CLOSED."""
+    """Owns the outbound side of one socket. Transitions OPEN → CLOSING → CLOSED.
+
+    With a ``direct`` writer (``collab serve``), a frame goes straight to the
+    socket when nothing is queued ahead of it and the socket takes it now;
+    the sender task exists only once something had to wait (a slow client,
+    a close), so an idle connection costs no task. Without one (collab
+    mounted in another server), every frame goes through the queue and the
+    ASGI send.
+    """
+
+    # Thousands of these live at once: no per-instance __dict__.
+    __slots__ = ("_abort_send", "_asgi_send", "_direct", "_max_bytes", "_max_frames", "_queue",
+                 "_queued_bytes", "_sender_task", "_sending", "_wake", "close_code",
+                 "close_reason", "id", "on_frame_sent", "on_overflow", "overflowed", "path",
+                 "rooms", "state", "stats")
 
     def __init__(self, conn_id: str, send: ASGISend, *, max_frames: int, max_bytes: int,
-                 path: str = "") -> None:
+                 path: str = "", direct: DirectWrite | None = None) -> None:
         self.id = conn_id
         self.path = path
         self.rooms: list[str] = []
@@ -90,11 +114,13 @@ class Connection:
         self.close_code: int | None = None
         self.close_reason = ""
         self._asgi_send = send
+        self._direct = direct
         self._max_frames = max_frames
         self._max_bytes = max_bytes
-        self._queue: deque[object] = deque()
+        # Made on first use: with direct writes most sockets never queue.
+        self._queue: deque[object] | None = None
         self._queued_bytes = 0
-        self._wake = asyncio.Event()
+        self._wake: asyncio.Event | None = None
         self.overflowed = False
         self._sender_task: asyncio.Task[None] | None = None
         self._sending = False
@@ -107,22 +133,49 @@ class Connection:
         return f"<Connection {self.id} {self.state.value}>"
 
     def send(self, frame: bytes) -> None:
-        """Queue a frame; overflow closes this connection with 1013."""
+        """Send a frame now if the socket takes it, else queue it; overflow
+        closes this connection with 1013."""
         if self.state is not State.OPEN:
+            return
+        direct = self._direct
+        if direct is not None and not self._queue and not self._sending and direct.ready():
+            direct.write(frame)
+            self._sent(frame)
             return
         # An empty queue always takes one frame, however large: a big
         # document's step2 must not count as a slow client.
-        if self._queue and (len(self._queue) >= self._max_frames
-                            or self._queued_bytes + len(frame) > self._max_bytes):
+        queue = self._queue
+        if queue and (len(queue) >= self._max_frames
+                      or self._queued_bytes + len(frame) > self._max_bytes):
             self.overflowed = True
             if self.on_overflow is not None:
                 self.on_overflow()
             log.warning("outbound queue full, closing", extra={"conn_id": self.id})
             self.close(CloseCode.TRY_AGAIN_LATER, "outbound queue overflow: client too slow")
             return
-        self._queue.append(frame)
+        if queue is None:
+            queue = self._queue = deque()
+        queue.append(frame)
         self._queued_bytes += len(frame)
+        self._kick()
+
+    def _kick(self) -> None:
+        """Wake the sender, starting it on first use."""
+        if self._wake is None:
+            self._wake = asyncio.Event()
+            self._sender_task = asyncio.get_running_loop().create_task(self.run_sender())
         self._wake.set()
+
+    def _sent(self, frame: bytes) -> None:
+        self.stats.frames_out += 1
+        self.stats.bytes_out += len(frame)
+        if self.on_frame_sent is not None:
+            self.on_frame_sent(frame)
+
+    def stop_sender(self) -> None:
+        """The socket is gone: the sender, if any, has nothing left to do."""
+        if self._sender_task is not None:
+            self._sender_task.cancel()
 
     def close(self, code: int, reason: str, *, flush: bool = False) -> None:
         """Ask the sender to close with ``code``: at once, or after the queue (flush)."""
@@ -132,23 +185,26 @@ class Connection:
         self.close_code = code
         self.close_reason = reason
         if not flush:
-            self._queue.clear()
+            if self._queue:
+                self._queue.clear()
             self._queued_bytes = 0
             if self._sending and self._sender_task is not None:
                 # The sender is stuck behind a client that stopped reading:
                 # abandon that frame so the close frame is next in line.
                 self._abort_send = True
                 self._sender_task.cancel()
+        if self._queue is None:
+            self._queue = deque()
         self._queue.append(_CLOSE)
-        self._wake.set()
+        self._kick()
 
     async def run_sender(self) -> None:
         """Write queued frames in order until the close sentinel or a dead socket."""
-        queue = self._queue
-        self._sender_task = asyncio.current_task()
+        queue, wake = self._queue, self._wake
+        assert queue is not None and wake is not None  # made before the sender starts
         while True:
-            await self._wake.wait()
-            self._wake.clear()
+            await wake.wait()
+            wake.clear()
             while queue:
                 item = queue.popleft()
                 if item is _CLOSE:
@@ -171,10 +227,7 @@ class Connection:
                     return
                 finally:
                     self._sending = False
-                self.stats.frames_out += 1
-                self.stats.bytes_out += len(item)
-                if self.on_frame_sent is not None:
-                    self.on_frame_sent(item)
+                self._sent(item)
 
     async def _send_close(self) -> None:
         try:

@@ -170,7 +170,6 @@ class Room:
     def join(self, peer: Peer) -> None:
         """Add a peer and send it our step1 and the current awareness."""
         self.peers[peer.id] = peer
-        self._peer_clients[peer.id] = set()
         peer.send(peer.codec.step1(self.name, self.state_vector()))
         if len(self.awareness):
             peer.send(peer.codec.awareness(self.name, aw.encode_update(self.awareness.snapshot())))
@@ -197,7 +196,9 @@ class Room:
 
     def peer_awareness(self, peer: Peer, update: bytes) -> None:
         entries = aw.decode_update(update)
-        clients = self._peer_clients.get(peer.id)
+        # The set is made on a peer's first awareness: idle peers cost none.
+        clients = (self._peer_clients.setdefault(peer.id, set())
+                   if peer.id in self.peers else None)
         if clients is not None:
             for e in entries:
                 if e.state == aw.NULL_STATE:

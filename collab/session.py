@@ -10,6 +10,7 @@ strictly in order, in the socket's own task.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
@@ -46,18 +47,22 @@ class Session:
         self.room_name = ""
         self.room_obj = None
         self.context: dict[str, Any] = {}
-        self._sender: asyncio.Task[None] | None = None
         self._client_code: int | None = None
         self._client_reason = ""
         self._accepted = False
-        self.headers = {k.decode("latin-1").lower(): v.decode("latin-1")
-                        for k, v in scope.get("headers", [])}
         self.query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
         self.metrics = server.metrics
         # Frames are tallied as plain ints (Metrics.flush feeds Prometheus).
         self._tally_in = self.metrics.tally("in", self.endpoint)
         self._tally_out = self.metrics.tally("out", self.endpoint)
         conn.on_frame_sent = self._count_frame_out
+
+    @functools.cached_property
+    def headers(self) -> dict[str, str]:
+        """Request headers, lower-cased; decoded on first use only (the
+        authenticate hook), not kept for every idle socket."""
+        return {k.decode("latin-1").lower(): v.decode("latin-1")
+                for k, v in self.scope.get("headers", [])}
 
     @property
     def extra(self) -> dict[str, str]:
@@ -124,12 +129,12 @@ class Session:
         await self._send({"type": "websocket.accept",
                           "subprotocol": offered[0] if offered else None})
         self._accepted = True
-        self._sender = asyncio.get_running_loop().create_task(self.conn.run_sender())
         client = self.scope.get("client")
         extra: dict[str, Any] = {**self.extra, "endpoint": self.endpoint,
                                  "client": f"{client[0]}:{client[1]}" if client else "-"}
-        if "x-forwarded-for" in self.headers:
-            extra["forwarded_for"] = self.headers["x-forwarded-for"]
+        forwarded = _header(self.scope, b"x-forwarded-for")
+        if forwarded is not None:
+            extra["forwarded_for"] = forwarded
         # The path without the query: a token may ride in ?token=.
         log.info("connection opened", extra={**extra, "path": self.scope.get("path", "")})
 
@@ -255,8 +260,7 @@ class Session:
             conn = self.conn
             if conn.state is State.OPEN:
                 conn.state = State.CLOSING
-            if self._sender is not None:
-                self._sender.cancel()
+            conn.stop_sender()
             record = conn.finish(self._client_code, self._client_reason, self.room_name)
             self.server.connections.pop(conn.id, None)
             self.metrics.connection_closed(self.endpoint, record)
@@ -272,3 +276,10 @@ class Session:
             hook = self.server.hooks.on_disconnect
             if hook is not None:
                 await self.server._call_hook(hook, record)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return str(value.decode("latin-1"))
+    return None

@@ -71,12 +71,22 @@ class _Cycle:
 
     async def close(self) -> None:
         """Close every connection of the cycle (idempotent; dead ones too)."""
-        steps = (self.pubsub.aclose, self.client.aclose, self.pool.disconnect)
+        steps = (self._close_pubsub_connection, self.pubsub.aclose, self.client.aclose,
+                 self.pool.disconnect)
         for step in steps:
             try:
                 await step()
             except Exception as exc:  # a dead connection may fail to close in any way
                 log.debug("redis backplane: closing a dead connection: %r", exc)
+
+    async def _close_pubsub_connection(self) -> None:
+        # PubSub.aclose() only starts closing its socket (so that a reader
+        # still on it cannot deadlock it); our listener is gone by now, so wait
+        # for the close to finish: over TLS that is a close_notify exchange,
+        # and a cycle must not leave it half-done behind it.
+        conn = self.pubsub.connection
+        if conn is not None:
+            await conn.disconnect()
 
 
 class RedisBackplane:

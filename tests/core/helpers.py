@@ -17,6 +17,7 @@ from pycrdt import Doc, Text
 from collab import Settings, create_app
 from collab import protocol as p
 from collab.client import YClient
+from collab.uvicorn_ws import protocol_class
 from tests.support.servers import RunningApp, run_app
 
 
@@ -27,10 +28,26 @@ def settings(**kw: Any) -> Settings:
     return Settings(**base)
 
 
+# Which uvicorn WebSocket protocol `serve` uses; tests/core/conftest.py runs
+# every core test under both.
+WS_IMPLS = {
+    # What `collab serve` runs: frames go straight to the socket when it can
+    # take them (collab.uvicorn_ws.DirectWriter).
+    "collab-protocol": protocol_class(),
+    # Stock uvicorn, as when collab is mounted in someone else's server:
+    # every frame goes through the queue and the ASGI send.
+    "stock-uvicorn": "websockets-sansio",
+}
+ws_impl = "collab-protocol"
+
+
 @asynccontextmanager
 async def serve(app_settings: Settings | None = None, **kw: Any) -> AsyncIterator[RunningApp]:
     app = create_app(app_settings or settings(), **kw)
-    async with run_app(app, ws_ping_interval=None) as srv:
+    # As `collab serve` configures uvicorn: no permessage-deflate (which
+    # would also rule the direct path out).
+    async with run_app(app, ws_ping_interval=None, ws=WS_IMPLS[ws_impl],
+                       ws_per_message_deflate=ws_impl == "stock-uvicorn") as srv:
         yield srv
 
 
