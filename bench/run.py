@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Benchmark collab against other Yjs sync servers, side by side, in one run.
 
-    .venv/bin/python bench/run.py                 # full run (~15-20 min on 2 cores)
+    .venv/bin/python bench/run.py                 # everything, A-F (~11 min on 2 cores)
     .venv/bin/python bench/run.py --quick         # smoke test: small N, 1 repeat
     .venv/bin/python bench/run.py --servers collab,y-websocket --scenarios A,D
-    .venv/bin/python bench/run.py --with-redis    # adds scenario F (collab + TLS Redis)
+    .venv/bin/python bench/run.py --without-redis # A-E only (no redis-server needed)
 
 Writes bench/RESULTS.md (tables, ratios, machine info) and bench/results.json
 (every run's raw figures). See bench/README.md for what each scenario means.
@@ -319,13 +319,14 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="small N, 1 repeat (smoke test)")
     p.add_argument("--servers", help=f"comma list from: {', '.join(SERVERS)}")
     p.add_argument(
-        "--scenarios", help="comma list from A-F (default A-E, plus F with --with-redis)"
+        "--scenarios", help="comma list from A-F (default all; A-E with --without-redis)"
     )
     p.add_argument("--repeats", type=int, help="runs per cell (default 3, quick 1)")
     p.add_argument(
-        "--with-redis",
-        action="store_true",
-        help="run collab-redis (two collab processes + TLS Redis) and scenario F",
+        "--without-redis",
+        dest="with_redis",
+        action="store_false",
+        help="skip collab-redis (two collab processes + TLS Redis) and scenario F",
     )
     p.add_argument(
         "--redis-mode",
