@@ -51,6 +51,16 @@ async def wait_until(check: Callable[[], bool], timeout: float = 15) -> None:
             await asyncio.sleep(0.02)
 
 
+class Counter:
+    """A resubscribed callback that counts its calls."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    async def bump(self) -> None:
+        self.n += 1
+
+
 def tls_redis(make: MakeRedis, **kw: Any) -> RedisServer:
     return make(tls=True, password=PASSWORD, users={ACL_USER: ACL_PASSWORD}, **kw)
 
@@ -142,16 +152,11 @@ async def test_hung_server_is_detected_and_recovered(redis_factory: MakeRedis) -
     """SIGSTOP keeps TCP open and answers nothing: only a missing PONG tells."""
     server = tls_redis(redis_factory)
     bp, health, events = backplane(server.url(username=ACL_USER), socket_timeout=1.0)
-    resubscribed = 0
-
-    async def on_resubscribed() -> None:
-        nonlocal resubscribed
-        resubscribed += 1
-
-    bp.add_resubscribed_callback(on_resubscribed)
+    resubscribed = Counter()
+    bp.add_resubscribed_callback(resubscribed.bump)
     await bp.start()
     try:
-        await wait_until(lambda: resubscribed == 1)
+        await wait_until(lambda: resubscribed.n == 1)
         server.pause()
         try:
             await wait_until(lambda: not health.is_ok(SUBSCRIBER), timeout=10)
@@ -160,7 +165,7 @@ async def test_hung_server_is_detected_and_recovered(redis_factory: MakeRedis) -
             bp.publish("c", b"while hung")  # never blocks, never raises
         finally:
             server.resume()
-        await wait_until(lambda: bp.connected and resubscribed >= 2, timeout=20)
+        await wait_until(lambda: bp.connected and resubscribed.n >= 2, timeout=20)
         assert health.ready, health.report()
         assert events.counts["reconnect"] >= 1
     finally:
@@ -175,16 +180,11 @@ async def test_publish_failure_forces_a_resync(redis_factory: MakeRedis,
     be produced on the publishing connection alone.)"""
     server = tls_redis(redis_factory)
     bp, _, events = backplane(server.url(username=ACL_USER))
-    resubscribed = 0
-
-    async def on_resubscribed() -> None:
-        nonlocal resubscribed
-        resubscribed += 1
-
-    bp.add_resubscribed_callback(on_resubscribed)
+    resubscribed = Counter()
+    bp.add_resubscribed_callback(resubscribed.bump)
     await bp.start()
     try:
-        await wait_until(lambda: resubscribed == 1)
+        await wait_until(lambda: resubscribed.n == 1)
         cycle = bp._cycle
         assert cycle is not None
 
@@ -203,7 +203,7 @@ async def test_publish_failure_forces_a_resync(redis_factory: MakeRedis,
 
         cycle.client.pipeline = lambda transaction=True: BrokenPipeline()  # type: ignore[method-assign,misc,assignment]
         bp.publish("c", b"x")
-        await wait_until(lambda: resubscribed >= 2)
+        await wait_until(lambda: resubscribed.n >= 2)
         assert events.counts["error"] >= 1
         assert any("simulated publish failure" in r.getMessage() for r in caplog.records)
     finally:

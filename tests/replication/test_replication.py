@@ -116,12 +116,18 @@ async def subscribed(inst: Instance, room: str) -> None:
     await eventually(lambda: inst.replicator.channel(room) in inst.backplane.handlers)
 
 
+async def both_joined(a: Instance, b: Instance) -> tuple[Room, FakePeer, Room, FakePeer]:
+    """Peer "pa" on A and "pb" on B in room "doc", both rooms subscribed."""
+    room_a, peer_a = await a.join("doc", "pa")
+    room_b, peer_b = await b.join("doc", "pb")
+    await subscribed(a, "doc")
+    await subscribed(b, "doc")
+    return room_a, peer_a, room_b, peer_b
+
+
 async def test_two_instances_converge() -> None:
     async with cluster("A", "B") as (a, b):
-        room_a, peer_a = await a.join("doc", "pa")
-        room_b, peer_b = await b.join("doc", "pb")
-        await subscribed(a, "doc")
-        await subscribed(b, "doc")
+        room_a, peer_a, room_b, peer_b = await both_joined(a, b)
         room_a.sync_update(peer_a, edit("<from A>"))
         room_b.sync_update(peer_b, edit("<from B>"))
         await eventually(lambda: "<from A>" in text(room_b) and "<from B>" in text(room_a))
@@ -133,10 +139,7 @@ async def test_two_instances_converge() -> None:
 
 async def test_remote_changes_are_never_published_back() -> None:
     async with cluster("A", "B") as (a, b):
-        room_a, peer_a = await a.join("doc", "pa")
-        room_b, _ = await b.join("doc", "pb")
-        await subscribed(a, "doc")
-        await subscribed(b, "doc")
+        room_a, peer_a, room_b, _ = await both_joined(a, b)
         a.sent.clear()
         b.sent.clear()
         room_a.sync_update(peer_a, edit("x"))
@@ -151,10 +154,7 @@ async def test_remote_changes_are_never_published_back() -> None:
 
 async def test_a_burst_is_published_as_one_merged_update() -> None:
     async with cluster("A", "B") as (a, b):
-        room_a, peer_a = await a.join("doc", "pa")
-        room_b, _ = await b.join("doc", "pb")
-        await subscribed(a, "doc")
-        await subscribed(b, "doc")
+        room_a, peer_a, room_b, _ = await both_joined(a, b)
         a.sent.clear()
         for i in range(20):
             room_a.sync_update(peer_a, edit(f"<{i}>"))
@@ -186,10 +186,7 @@ async def test_late_instance_gets_the_document_by_anti_entropy() -> None:
 async def test_anti_entropy_sends_back_what_the_replier_lacks() -> None:
     """Both sides hold something the other lacks (edits made while apart)."""
     async with cluster("A", "B") as (a, b):
-        room_a, peer_a = await a.join("doc", "pa")
-        room_b, peer_b = await b.join("doc", "pb")
-        await subscribed(a, "doc")
-        await subscribed(b, "doc")
+        room_a, peer_a, room_b, peer_b = await both_joined(a, b)
         b.backplane.disconnect()
         room_a.sync_update(peer_a, edit("<A while apart>"))
         room_b.sync_update(peer_b, edit("<B while apart>"))
@@ -219,10 +216,7 @@ async def test_three_instances_recover_after_one_reconnects() -> None:
 
 async def test_awareness_crosses_and_its_removal_too() -> None:
     async with cluster("A", "B") as (a, b):
-        room_a, peer_a = await a.join("doc", "pa")
-        room_b, _ = await b.join("doc", "pb")
-        await subscribed(a, "doc")
-        await subscribed(b, "doc")
+        room_a, peer_a, room_b, _ = await both_joined(a, b)
         room_a.peer_awareness(peer_a, aw.encode_update([aw.Entry(7, 1, '{"user":"ann"}')]))
         await eventually(lambda: [e.client_id for e in room_b.awareness.snapshot()] == [7])
         a.server.leave("doc", peer_a)  # the socket closed: its client is removed everywhere
@@ -249,10 +243,7 @@ async def test_cursors_reach_late_and_reconnected_instances() -> None:
 
 async def test_stateless_messages_cross() -> None:
     async with cluster("A", "B") as (a, b):
-        _room_a, _ = await a.join("doc", "pa")
-        room_b, _ = await b.join("doc", "pb")
-        await subscribed(a, "doc")
-        await subscribed(b, "doc")
+        _room_a, _, room_b, _ = await both_joined(a, b)
         got: list[str] = []
         room_b.stateless_listeners.append(lambda payload, origin: got.append(payload))
         assert a.server.send_stateless("doc", "hello from A")

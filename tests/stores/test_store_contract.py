@@ -14,6 +14,7 @@ import asyncio
 import itertools
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,21 +34,21 @@ StorePair = Callable[[], Awaitable[tuple[Store, Store]]]
 _tokens = itertools.count()
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-async def make_stores(request: pytest.FixtureRequest,
-                      tmp_path: Path) -> AsyncIterator[StorePair]:
-    """A factory of two opened stores on one database, closed afterwards."""
+@asynccontextmanager
+async def _pairs(kind: str, request: pytest.FixtureRequest,
+                 tmp_path: Path) -> AsyncIterator[StorePair]:
+    """A factory of two opened stores of ``kind`` on one database, closed afterwards."""
     opened: list[Store] = []
-    kind = request.param
     url = ""
     if kind == "postgres":
         pg: PostgresServer = request.getfixturevalue("postgres")
         url = await asyncio.to_thread(pg.create_database, f"t_{uuid.uuid4().hex[:12]}")
 
     async def make() -> tuple[Store, Store]:
+        pair: tuple[Store, Store]
         if kind == "memory":
             one = MemoryStore()
-            pair: tuple[Store, Store] = (one, one)
+            pair = (one, one)
         elif kind == "sqlite":
             pair = (SQLiteStore(str(tmp_path / "db.sqlite3")),
                     SQLiteStore(str(tmp_path / "db.sqlite3")))
@@ -58,9 +59,26 @@ async def make_stores(request: pytest.FixtureRequest,
             opened.append(store)
         return pair
 
-    yield make
-    for store in opened:
-        await store.close()
+    try:
+        yield make
+    finally:
+        for store in opened:
+            await store.close()
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+async def make_stores(request: pytest.FixtureRequest,
+                      tmp_path: Path) -> AsyncIterator[StorePair]:
+    async with _pairs(request.param, request, tmp_path) as make:
+        yield make
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def make_db_stores(request: pytest.FixtureRequest,
+                         tmp_path: Path) -> AsyncIterator[StorePair]:
+    """As make_stores, for the stores with a database between two writers."""
+    async with _pairs(request.param, request, tmp_path) as make:
+        yield make
 
 
 def make_update(token: str) -> bytes:
@@ -177,33 +195,6 @@ async def test_postgres_unreachable_names_the_cause(postgres: PostgresServer) ->
         await store.open()
     assert "refused" in str(err.value).lower()
     assert "secret" not in str(err.value)
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def make_db_stores(request: pytest.FixtureRequest,
-                         tmp_path: Path) -> AsyncIterator[StorePair]:
-    """As make_stores, for the stores with a database between two writers."""
-    opened: list[Store] = []
-    url = ""
-    if request.param == "postgres":
-        pg: PostgresServer = request.getfixturevalue("postgres")
-        url = await asyncio.to_thread(pg.create_database, f"t_{uuid.uuid4().hex[:12]}")
-
-    async def make() -> tuple[Store, Store]:
-        pair: tuple[Store, Store]
-        if request.param == "sqlite":
-            pair = (SQLiteStore(str(tmp_path / "db.sqlite3")),
-                    SQLiteStore(str(tmp_path / "db.sqlite3")))
-        else:
-            pair = (PostgresStore(url), PostgresStore(url))
-        for store in pair:
-            await store.open()
-            opened.append(store)
-        return pair
-
-    yield make
-    for store in opened:
-        await store.close()
 
 
 async def test_compaction_that_lost_the_race_retries(make_db_stores: StorePair) -> None:
