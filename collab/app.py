@@ -91,10 +91,10 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None,
         await server.start()
         await monitors.start()
         try:
-            if backplane is not None and replicator is not None:
+            if replicator is not None:
                 # Never raises for an unreachable or misconfigured Redis: it is
                 # logged with the cause, readiness fails, and it is retried.
-                await backplane.start()
+                await replicator.backplane.start()
                 await replicator.start()
             yield
         finally:
@@ -102,9 +102,9 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None,
             try:
                 await server.stop()  # unloading rooms unsubscribes them: backplane still up
             finally:
-                if backplane is not None and replicator is not None:
+                if replicator is not None:
                     await replicator.stop()
-                    await backplane.stop()
+                    await replicator.backplane.stop()
 
     routes = [
         Route(settings.health_path, healthz),

@@ -153,14 +153,14 @@ class Connection:
             log.warning("outbound queue full, closing", extra={"conn_id": self.id})
             self.close(CloseCode.TRY_AGAIN_LATER, "outbound queue overflow: client too slow")
             return
-        if queue is None:
-            queue = self._queue = deque()
-        queue.append(frame)
         self._queued_bytes += len(frame)
-        self._kick()
+        self._enqueue(frame)
 
-    def _kick(self) -> None:
-        """Wake the sender, starting it on first use."""
+    def _enqueue(self, item: object) -> None:
+        """Queue for the sender and wake it; queue and sender are made on first use."""
+        if self._queue is None:
+            self._queue = deque()
+        self._queue.append(item)
         if self._wake is None:
             self._wake = asyncio.Event()
             self._sender_task = asyncio.get_running_loop().create_task(self.run_sender())
@@ -193,10 +193,7 @@ class Connection:
                 # abandon that frame so the close frame is next in line.
                 self._abort_send = True
                 self._sender_task.cancel()
-        if self._queue is None:
-            self._queue = deque()
-        self._queue.append(_CLOSE)
-        self._kick()
+        self._enqueue(_CLOSE)
 
     async def run_sender(self) -> None:
         """Write queued frames in order until the close sentinel or a dead socket."""

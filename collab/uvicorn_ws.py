@@ -71,7 +71,8 @@ class CollabWebSocketProtocol(WebSocketsSansIOProtocol):
         scope = getattr(self, "scope", None)
         if scope is not None:
             scope[CONN_ID_SCOPE_KEY] = self.collab_conn_id  # type: ignore[literal-required]
-            scope[DIRECT_SCOPE_KEY] = DirectWriter(self)  # type: ignore[literal-required]
+            if not self.conn.extensions:  # settled by the handshake: raw frames need none
+                scope[DIRECT_SCOPE_KEY] = DirectWriter(self)  # type: ignore[literal-required]
 
     def keepalive_timeout(self) -> None:
         if not (self.close_sent or self.transport.is_closing() or self.disconnected):
@@ -125,9 +126,10 @@ class DirectWriter:
     ``transport.write`` of bytes framed once per broadcast, instead of one
     task wake-up and one trip through the ASGI and websockets layers per peer
     (the fan-out cost the benchmark measured). It is only used while the
-    socket is open, has no extension (no permessage-deflate: ours never
-    negotiates one) and is not under flow control; otherwise the connection
-    queues and goes through the ASGI send, which waits for the socket.
+    socket is open and not under flow control, and only on sockets without
+    an extension (no permessage-deflate: ours never negotiates one);
+    otherwise the connection queues and goes through the ASGI send, which
+    waits for the socket.
     Frames are whole, so they never interleave with uvicorn's pings or close.
     """
 
@@ -137,9 +139,10 @@ class DirectWriter:
         self._proto = proto
 
     def ready(self) -> bool:
+        # OPEN ends as soon as either side sends a close frame (uvicorn's own
+        # closes included); a vanished peer shows as a closing transport.
         p = self._proto
-        return (p.conn.state is WSState.OPEN and not p.close_sent and not p.disconnected
-                and p.writable.is_set() and not p.conn.extensions
+        return (p.conn.state is WSState.OPEN and p.writable.is_set()
                 and not p.transport.is_closing())
 
     def write(self, payload: bytes) -> None:
