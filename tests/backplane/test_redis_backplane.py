@@ -9,7 +9,6 @@ anywhere.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +21,7 @@ from collab.backplane.redis_options import RedisOptions
 from collab.health import Health
 from tests.support.ports import free_port
 from tests.support.redis_server import RedisServer
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -43,12 +43,6 @@ def backplane(url: str, **kw: Any) -> tuple[RedisBackplane, Health, Events]:
     options = RedisOptions(url, backoff_base=0.05, backoff_cap=0.3,
                            socket_timeout=kw.pop("socket_timeout", 2.0), **kw)
     return RedisBackplane(options, health=health, events=events), health, events
-
-
-async def wait_until(check: Callable[[], bool], timeout: float = 15) -> None:
-    async with asyncio.timeout(timeout):
-        while not check():
-            await asyncio.sleep(0.02)
 
 
 class Counter:

@@ -5,7 +5,6 @@ provider never sends)."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -91,18 +90,6 @@ async def serve(app_settings: Settings | None = None, rules: Rules | None = None
     app = create_app(app_settings or settings(), hooks=rules.hooks())
     async with run_app(app, ws_ping_interval=None) as running:
         yield Served(running, app.state.collab, rules)
-
-
-async def wait_until(check: Callable[[], Any], timeout: float = 5.0, what: str = "") -> Any:
-    """Poll server-side state (which has no event to await) until ``check()`` is truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not true within {timeout}s: {what or check}")
-        await asyncio.sleep(0.02)
 
 
 def update_inserting(text: str) -> bytes:

@@ -17,8 +17,9 @@ from pycrdt import Text
 from collab import protocol as yp
 from collab.hocuspocus import protocol as hp
 from tests.support.jsclient import JSClient
+from tests.support.waiting import wait_until
 
-from .helpers import Raw, Rules, serve, settings, update_inserting, wait_until
+from .helpers import Raw, Rules, serve, settings, update_inserting
 
 pytestmark = pytest.mark.anyio
 

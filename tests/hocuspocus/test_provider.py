@@ -14,8 +14,9 @@ import pytest
 
 from tests.support.jsclient import JSClient, JSClientError
 from tests.support.servers import run_collab
+from tests.support.waiting import wait_until
 
-from .helpers import serve, settings, wait_until
+from .helpers import serve, settings
 
 pytestmark = pytest.mark.anyio
 

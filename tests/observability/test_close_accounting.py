@@ -22,6 +22,7 @@ from collab import protocol as p
 from collab.connection import CloseRecord, Initiator
 from collab.errors import StoreError
 from tests.support.servers import RunningApp, run_app, run_collab
+from tests.support.waiting import wait_until
 
 from .common import FlakyStore, eventually, get_json, json_lines, scrape, settings, value
 from .hooks_fixture import authenticate
@@ -104,7 +105,7 @@ async def _shutdown(srv: RunningApp, store: FlakyStore) -> tuple[int, str]:
     """The lifespan's stop (and the drain's close_all): 1001 with a reason."""
     collab = srv.server.config.app.state.collab
     task = asyncio.ensure_future(close_of(f"{srv.ws_url}/r"))
-    await eventually(lambda: asyncio.sleep(0, len(collab.connections)), lambda n: n == 1)
+    await wait_until(lambda: len(collab.connections) == 1)
     collab.close_all(1001, "server shutting down")
     return await task
 
@@ -140,7 +141,7 @@ async def test_server_close_has_code_and_reason(case: str) -> None:
     async with run_app(app, ws_ping_interval=None) as srv:
         got_code, got_reason = await run(srv, store)
         assert got_code == code and reason in got_reason, (got_code, got_reason)
-        await eventually(lambda: asyncio.sleep(0, len(records)), lambda n: n == 1)
+        await wait_until(lambda: len(records) == 1)
         samples = await scrape(srv.url)
     record = records[0]
     assert (record.code, record.reason, record.initiator) == (code, got_reason, Initiator.SERVER)
@@ -164,7 +165,7 @@ async def test_client_closes_are_the_clients(caplog: pytest.LogCaptureFixture) -
         await asyncio.to_thread(gone.read_data)  # killed below, which closes it
         with caplog.at_level("INFO", logger="collab"):
             await asyncio.to_thread(gone.kill)
-            await eventually(lambda: asyncio.sleep(0, len(records)), lambda n: n == 2)
+            await wait_until(lambda: len(records) == 2)
     assert (records[0].code, records[0].reason, records[0].initiator) == (
         4000, "app says bye", Initiator.CLIENT)
     # Stock uvicorn (embedded) reports a vanished peer as 1005; either way it is

@@ -24,6 +24,7 @@ from collab.errors import StoreError
 from collab.health import Health, redact, secrets_of
 from collab.monitors import LoopLagMonitor
 from tests.support.servers import run_app, run_collab
+from tests.support.waiting import wait_until
 
 from .common import FlakyStore, eventually, get_json, scrape, settings, value
 
@@ -206,7 +207,7 @@ async def test_store_check_failure_shows_without_writes() -> None:
     store = FlakyStore()
     app = create_app(settings(store_check_interval=0.05), store=store)
     async with run_app(app, ws_ping_interval=None) as srv:
-        await eventually(lambda: asyncio.sleep(0, store.checks), lambda n: n >= 1)
+        await wait_until(lambda: store.checks >= 1)
         store.fail_check = StoreError(
             "could not connect to postgresql://collab:hunter22@db/collab (password=hunter22)")
         _status, body = await eventually(lambda: get_json(srv.url + "/readyz"),
@@ -232,7 +233,7 @@ async def test_a_passing_check_does_not_hide_failing_writes() -> None:
             client.text().insert(0, "hello")
             await eventually(lambda: get_json(srv.url + "/readyz"), lambda r: r[0] == 503)
             checks = store.checks
-            await eventually(lambda: asyncio.sleep(0, store.checks), lambda n: n >= checks + 3)
+            await wait_until(lambda: store.checks >= checks + 3)
             status, body = await get_json(srv.url + "/readyz")
             assert status == 503 and "disk full" in body["components"]["store"]["error"]
             store.fail_append = None  # the writer retries; the write lands

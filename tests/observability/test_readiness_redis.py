@@ -15,17 +15,13 @@ from typing import Any
 import pytest
 
 from tests.support.certs import make_certs
-from tests.support.redis_server import RedisServer, find_redis_server
+from tests.support.redis_server import RedisServer
 from tests.support.servers import CollabProcess, run_collab
 
 from .common import eventually, get_json, scrape, value
 
+# No redis-server is a failure (RedisServer says how to install it), never a skip.
 pytestmark = pytest.mark.anyio
-
-try:
-    find_redis_server()
-except RuntimeError as exc:  # pragma: no cover - depends on the machine
-    pytestmark = [pytestmark, pytest.mark.skip(reason=str(exc))]  # type: ignore[list-item]
 
 PASSWORD = "right-pa55word"
 WRONG = "wrong-pa55word"

@@ -7,9 +7,7 @@ socket's would.
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
@@ -25,6 +23,7 @@ from collab.room import Room
 from collab.server import CollabServer
 from collab.stores.memory import MemoryStore
 from collab.ywebsocket import CODEC
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -102,18 +101,8 @@ def text(room: Room) -> str:
     return str(room.doc.get("text", type=Text))
 
 
-async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait until ``check()`` holds; deliveries are loop callbacks, so this
-    only yields to the loop between checks."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.002)
-
-
 async def subscribed(inst: Instance, room: str) -> None:
-    await eventually(lambda: inst.replicator.channel(room) in inst.backplane.handlers)
+    await wait_until(lambda: inst.replicator.channel(room) in inst.backplane.handlers)
 
 
 async def both_joined(a: Instance, b: Instance) -> tuple[Room, FakePeer, Room, FakePeer]:
@@ -130,11 +119,11 @@ async def test_two_instances_converge() -> None:
         room_a, peer_a, room_b, peer_b = await both_joined(a, b)
         room_a.sync_update(peer_a, edit("<from A>"))
         room_b.sync_update(peer_b, edit("<from B>"))
-        await eventually(lambda: "<from A>" in text(room_b) and "<from B>" in text(room_a))
+        await wait_until(lambda: "<from A>" in text(room_b) and "<from B>" in text(room_a))
         assert text(room_a) == text(room_b)
         # B's socket gets A's change as an ordinary update frame (fan-out may
         # trail the document by the room's fan-out window).
-        await eventually(lambda: any(f.startswith(b"\x00\x02") for f in peer_b.frames))
+        await wait_until(lambda: any(f.startswith(b"\x00\x02") for f in peer_b.frames))
 
 
 async def test_remote_changes_are_never_published_back() -> None:
@@ -143,11 +132,15 @@ async def test_remote_changes_are_never_published_back() -> None:
         a.sent.clear()
         b.sent.clear()
         room_a.sync_update(peer_a, edit("x"))
-        await eventually(lambda: text(room_b) == "x")
-        await asyncio.sleep(0.05)  # give an echo time to appear, if there were one
-        assert a.sent_kinds() == ["Update"]
+        await wait_until(lambda: text(room_b) == "x")
+        # A second edit, behind the first on the same path: by the time B has
+        # it, an echo of "x" from B (published on the loop turn after B
+        # applied it) would have gone out.
+        room_a.sync_update(peer_a, edit("y"))
+        await wait_until(lambda: "y" in text(room_b))
+        assert a.sent_kinds() == ["Update", "Update"]
         assert b.sent == []
-        [update] = a.sent
+        update = a.sent[0]
         assert isinstance(update, rp.Update)
         assert update.sender == "A" and update.connection == "pa"
 
@@ -158,7 +151,7 @@ async def test_a_burst_is_published_as_one_merged_update() -> None:
         a.sent.clear()
         for i in range(20):
             room_a.sync_update(peer_a, edit(f"<{i}>"))
-        await eventually(lambda: all(f"<{i}>" in text(room_b) for i in range(20)))
+        await wait_until(lambda: all(f"<{i}>" in text(room_b) for i in range(20)))
         assert a.sent_kinds() == ["Update"]
 
 
@@ -178,7 +171,7 @@ async def test_late_instance_gets_the_document_by_anti_entropy() -> None:
         room_a, peer_a = await a.join("doc", "pa")
         room_a.sync_update(peer_a, edit("written before B had the room"))
         room_b, _ = await b.join("doc", "pb")  # B's own store knows nothing
-        await eventually(lambda: text(room_b) == "written before B had the room")
+        await wait_until(lambda: text(room_b) == "written before B had the room")
         assert "SyncRequest" in b.sent_kinds()
         assert "SyncReply" in a.sent_kinds()
 
@@ -190,11 +183,13 @@ async def test_anti_entropy_sends_back_what_the_replier_lacks() -> None:
         b.backplane.disconnect()
         room_a.sync_update(peer_a, edit("<A while apart>"))
         room_b.sync_update(peer_b, edit("<B while apart>"))
-        await asyncio.sleep(0.02)  # deliveries would have happened by now; none did
+        # Both sides have published (B's dropped at its end, A's delivered
+        # to connected members only); nothing can arrive after that.
+        await wait_until(lambda: b.backplane.dropped >= 1 and "Update" in a.sent_kinds())
         assert "<A while apart>" not in text(room_b)
         assert "<B while apart>" not in text(room_a)
         await b.backplane.reconnect()
-        await eventually(lambda: text(room_a) == text(room_b)
+        await wait_until(lambda: text(room_a) == text(room_b)
                          and "<A while apart>" in text(room_a)
                          and "<B while apart>" in text(room_a))
 
@@ -210,7 +205,7 @@ async def test_three_instances_recover_after_one_reconnects() -> None:
         for i, (room, peer) in enumerate(rooms):
             room.sync_update(peer, edit(f"<{i}>"))
         await insts[2].backplane.reconnect()
-        await eventually(lambda: all(
+        await wait_until(lambda: all(
             all(f"<{i}>" in text(room) for i in range(3)) for room, _ in rooms))
 
 
@@ -218,9 +213,9 @@ async def test_awareness_crosses_and_its_removal_too() -> None:
     async with cluster("A", "B") as (a, b):
         room_a, peer_a, room_b, _ = await both_joined(a, b)
         room_a.peer_awareness(peer_a, aw.encode_update([aw.Entry(7, 1, '{"user":"ann"}')]))
-        await eventually(lambda: [e.client_id for e in room_b.awareness.snapshot()] == [7])
+        await wait_until(lambda: [e.client_id for e in room_b.awareness.snapshot()] == [7])
         a.server.leave("doc", peer_a)  # the socket closed: its client is removed everywhere
-        await eventually(lambda: len(room_b.awareness) == 0)
+        await wait_until(lambda: len(room_b.awareness) == 0)
 
 
 async def test_cursors_reach_late_and_reconnected_instances() -> None:
@@ -230,15 +225,16 @@ async def test_cursors_reach_late_and_reconnected_instances() -> None:
         room_a.peer_awareness(peer_a, aw.encode_update([aw.Entry(7, 3, '{"user":"ann"}')]))
         # B loads the room later: A answers its SYNC_REQUEST with A's local cursors.
         room_b, peer_b = await b.join("doc", "pb")
-        await eventually(lambda: [(e.client_id, e.clock) for e in room_b.awareness.snapshot()]
+        await wait_until(lambda: [(e.client_id, e.clock) for e in room_b.awareness.snapshot()]
                          == [(7, 3)])
         # A cursor set on B while its link was down reaches A after the reconnect.
         b.backplane.disconnect()
+        dropped = b.backplane.dropped
         room_b.peer_awareness(peer_b, aw.encode_update([aw.Entry(8, 1, '{"user":"bob"}')]))
-        await asyncio.sleep(0.02)
+        await wait_until(lambda: b.backplane.dropped > dropped)  # B's publish went nowhere
         assert 8 not in {e.client_id for e in room_a.awareness.snapshot()}
         await b.backplane.reconnect()
-        await eventually(lambda: 8 in {e.client_id for e in room_a.awareness.snapshot()})
+        await wait_until(lambda: 8 in {e.client_id for e in room_a.awareness.snapshot()})
 
 
 async def test_stateless_messages_cross() -> None:
@@ -247,8 +243,8 @@ async def test_stateless_messages_cross() -> None:
         got: list[str] = []
         room_b.stateless_listeners.append(lambda payload, origin: got.append(payload))
         assert a.server.send_stateless("doc", "hello from A")
-        await eventually(lambda: got == ["hello from A"])
-        await asyncio.sleep(0.02)
+        await wait_until(lambda: got == ["hello from A"])
+        # A re-publish would have happened in the same call that fed `got`.
         assert [m for m in b.sent if isinstance(m, rp.Stateless)] == []
 
 
@@ -261,10 +257,10 @@ async def test_invalid_messages_are_counted_not_fatal() -> None:
         a.backplane.publish(channel, rp.encode(rp.Update("A", b"\x01\x02\x03")))
         a.backplane.publish(channel, rp.encode(rp.Awareness("A", b"\x01\x01\x01\x03{x}")))
         counter = b.server.metrics.backplane_events.labels("invalid")
-        await eventually(lambda: counter._value.get() == 3)
+        await wait_until(lambda: counter._value.get() == 3)
         room_a, peer_a = await a.join("doc", "pa")
         room_a.sync_update(peer_a, edit("still fine"))
-        await eventually(lambda: text(room_b) == "still fine")
+        await wait_until(lambda: text(room_b) == "still fine")
 
 
 async def test_unloaded_room_is_unsubscribed() -> None:
@@ -272,7 +268,7 @@ async def test_unloaded_room_is_unsubscribed() -> None:
         room, peer = await a.join("doc", "pa")
         await subscribed(a, "doc")
         a.server.leave("doc", peer)
-        await eventually(lambda: "doc" not in a.server.rooms)
+        await wait_until(lambda: "doc" not in a.server.rooms)
         assert a.replicator.channel("doc") not in a.backplane.handlers
         assert "doc" not in a.replicator.links
         assert room.update_listeners == [] or all(

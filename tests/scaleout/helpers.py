@@ -9,11 +9,10 @@ editing against a half-connected cluster.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import re
 import signal
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -79,15 +78,10 @@ async def js_client(tmp_path: Path) -> AsyncIterator[JSClient]:
         yield js
 
 
-async def type_tokens(js: JSClient, handle: str, marks: list[str],
-                      pause: float = 0.0) -> None:
+async def type_tokens(js: JSClient, handle: str, marks: list[str]) -> None:
     """Insert each marker at the end of the handle's text, one edit each."""
     for mark in marks:
         await js.call("insert", handle=handle, text=mark)
-        if pause:
-            # Pacing between keystrokes, so edits keep flowing while a fault
-            # is injected; not a synchronisation point.
-            await asyncio.sleep(pause)
 
 
 async def converged(js: JSClient, handles: list[str], marks: list[str],
@@ -166,16 +160,22 @@ async def load_balancer(tmp_path: Path, procs: list[CollabProcess]) -> AsyncIter
         nginx.kill()
 
 
-async def stored_text(store_url: str, room: str) -> str:
-    """The room's text as the shared store holds it now (what it acknowledged)."""
+@asynccontextmanager
+async def stored_marks(store_url: str) -> AsyncIterator[Callable[[str], Awaitable[set[str]]]]:
+    """A reader of the shared store, opened once: ``await marks(room)`` is the
+    set of markers the store holds for ``room`` now (what it acknowledged)."""
     store = PostgresStore(store_url)
     await store.open()
-    try:
+
+    async def marks(room: str) -> set[str]:
         update = await store.load(room)
+        if update is None:
+            return set()
+        doc: Doc[Any] = Doc()
+        doc.apply_update(update)
+        return found(str(doc.get("text", type=Text)))
+
+    try:
+        yield marks
     finally:
         await store.close()
-    if update is None:
-        return ""
-    doc: Doc[Any] = Doc()
-    doc.apply_update(update)
-    return str(doc.get("text", type=Text))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.observability.common import eventually
 from tests.support.fixtures import (  # noqa: F401  (fixtures)
     certs,
     postgres_server,
@@ -29,7 +30,7 @@ from .helpers import (
     instances,
     js_client,
     load_balancer,
-    stored_text,
+    stored_marks,
     tokens,
     type_tokens,
     until_ready,
@@ -114,10 +115,10 @@ async def test_killed_instance_loses_nothing_the_store_acknowledged(
         half = asyncio.Event()
         writer = asyncio.create_task(type_and_signal(js, "w", marks, 20, half))
         await asyncio.wait_for(half.wait(), 20)
-        acknowledged: set[str] = set()
-        async with asyncio.timeout(20):
-            while not acknowledged:  # at least one batch written before the kill
-                acknowledged = found(await stored_text(postgres_url, ROOM))
+        async with stored_marks(postgres_url) as stored:
+            # At least one batch written before the kill (another process's
+            # writes: polled).
+            acknowledged = await eventually(lambda: stored(ROOM), bool, timeout=20)
         await a.kill()  # SIGKILL mid-edit: no drain, no final flush
         await asyncio.wait_for(writer, 20)
 
@@ -154,7 +155,7 @@ async def test_clients_of_a_killed_instance_carry_on_through_another(
         assert len(connections_opened(survivor, ROOM)) >= 2
         await js.call("connect", handle="fresh", url=lb_url, room=ROOM)
         await js.call("wait_text", handle="fresh", equals=final, timeout_ms=T_MS)
-        # And the survivor stored it all.
-        async with asyncio.timeout(20):
-            while not set(all_marks) <= found(await stored_text(postgres_url, ROOM)):
-                await asyncio.sleep(0.1)  # another process's batched write: poll
+        # And the survivor stored it all (its batched writes: polled).
+        async with stored_marks(postgres_url) as stored:
+            await eventually(lambda: stored(ROOM), lambda got: set(all_marks) <= got,
+                             timeout=20)

@@ -15,6 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tests.observability.common import eventually
 from tests.support.fixtures import (  # noqa: F401  (fixtures)
     certs,
     postgres_server,
@@ -22,7 +23,7 @@ from tests.support.fixtures import (  # noqa: F401  (fixtures)
     redis_factory,
 )
 
-from .helpers import converged, found, instances, js_client, stored_text, tokens, type_tokens
+from .helpers import converged, instances, js_client, stored_marks, tokens, type_tokens
 
 pytestmark = pytest.mark.anyio
 
@@ -37,23 +38,24 @@ async def test_two_instances_store_and_compact_one_document(
            # Compact after every couple of batches, write batches quickly.
            "COLLAB_COMPACT_THRESHOLD": "2", "COLLAB_FLUSH_DEBOUNCE": "0.01",
            "COLLAB_FLUSH_MAX_WAIT": "0.03"}
-    async with instances(tmp_path, 2, env) as (a, b), js_client(tmp_path) as js:
+    async with instances(tmp_path, 2, env) as (a, b), js_client(tmp_path) as js, \
+            stored_marks(postgres_url) as stored:
         await js.call("connect", handle="a", url=a.ws_url, room=ROOM)
         await js.call("connect", handle="b", url=b.ws_url, room=ROOM)
         written: list[str] = []
         for round_no in range(ROUNDS):
-            marks = {h: tokens(f"{h}{round_no}", 6) for h in ("a", "b")}
-            await asyncio.gather(*(type_tokens(js, h, marks[h], pause=0.01) for h in marks))
-            written += marks["a"] + marks["b"]
-            await converged(js, ["a", "b"], written)
-            # Both instances' batched writes land within a bound; every
-            # round's document must be whole in the store, not just the last.
-            async with asyncio.timeout(20):
-                while True:
-                    missing = set(written) - found(await stored_text(postgres_url, ROOM))
-                    if not missing:
-                        break
-                    await asyncio.sleep(0.05)  # another process's writes: poll
+            # Three bursts a round, each stored before the next: several writes
+            # per round from each instance, so compactions keep racing.
+            for burst in range(3):
+                marks = {h: tokens(f"{h}{round_no}.{burst}", 2) for h in ("a", "b")}
+                await asyncio.gather(*(type_tokens(js, h, marks[h]) for h in marks))
+                written += marks["a"] + marks["b"]
+                await converged(js, ["a", "b"], written)
+                # Both instances' batched writes land within a bound; the
+                # document must be whole in the store every time, not just
+                # at the end.
+                want = set(written)
+                await eventually(lambda: stored(ROOM), want.issubset, timeout=20)
 
     with psycopg.connect(postgres_url) as conn:
         version = conn.execute("SELECT version FROM collab_snapshots WHERE room = %s",
