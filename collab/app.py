@@ -1,4 +1,10 @@
-"""``create_app(settings) -> Starlette``: the only place that wires it all."""
+"""``create_app(settings) -> Starlette``: the one page that shows the object graph.
+
+Every collaborator is given to the objects that use it when they are built;
+nothing else wires anything. The path of one edit (docs/architecture.md):
+socket → endpoint → session → wire decode → room → peers, and through the
+room's observers → store writer, change hook, replicator → backplane.
+"""
 
 from __future__ import annotations
 
@@ -12,40 +18,26 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.types import Receive, Scope, Send
 
-from .backplane import Backplane
+from .backplane import Backplane, Replicator
 from .config import Settings
-from .connection import CONN_ID_SCOPE_KEY, DIRECT_SCOPE_KEY, Connection, new_connection_id
-from .hocuspocus.session import HocuspocusSession
-from .hooks import Hooks, load_hooks
-from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from .monitors import Monitors
-from .replication import Replicator
+from .hocuspocus import HocuspocusSession
+from .hooks import HookRunner, Hooks, RoomEvent, load_hooks
+from .observability.health import Health
+from .observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .observability.metrics import Metrics
+from .observability.monitors import Monitors
+from .observability.redact import Redactor, secrets_of
+from .observability.store_report import StoreReport
+from .rooms.registry import RoomRegistry
+from .rooms.room import RoomObserver
 from .server import CollabServer
 from .stores import Store, store_from_url
+from .stores.writer import Writer
+from .transport.endpoint import SocketEndpoint
 from .ywebsocket import YWebsocketSession
 
 log = logging.getLogger("collab.app")
-
-
-class _SocketEndpoint:
-    """A raw ASGI websocket endpoint bound to the server (Starlette passes
-    non-function endpoints through as ASGI apps)."""
-
-    def __init__(self, server: CollabServer, session_cls: type[Any]) -> None:
-        self.server = server
-        self.session_cls = session_cls
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        s = self.server.settings
-        # Under `collab serve` our uvicorn protocol has already given the id.
-        conn_id = scope.get(CONN_ID_SCOPE_KEY) or new_connection_id()
-        conn = Connection(conn_id, send, max_frames=s.outbound_queue_frames,
-                          max_bytes=s.outbound_queue_bytes, path=scope.get("path", ""),
-                          direct=scope.get(DIRECT_SCOPE_KEY))
-        conn.on_overflow = self.server.metrics.queue_overflows.inc
-        await self.session_cls(self.server, scope, receive, send, conn).serve()
 
 
 def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None,
@@ -55,65 +47,95 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None,
     ``app.state.collab`` is the :class:`CollabServer`; ``app.router.lifespan_context``
     starts and stops its background work. With ``COLLAB_REDIS_URL`` set (or a
     ``backplane`` given, e.g. a memory one in tests) rooms are shared with the
-    other instances through it.
+    other instances through it. A bad store URL, Redis URL or hooks spec
+    raises :class:`~collab.errors.ConfigError` naming the variable.
     """
-    settings = settings or Settings.from_env(os.environ)
-    if hooks is None:
-        hooks = load_hooks(settings.hooks)
+    s = settings or Settings.from_env(os.environ)
+    runner = HookRunner(hooks if hooks is not None else load_hooks(s.hooks))
     if store is None:
-        store = store_from_url(settings.store_url, compact_threshold=settings.compact_threshold)
-    server = CollabServer(settings, store, hooks)
-    monitors = Monitors(server)  # event-loop lag, periodic store check
-    server.on_store_result.append(
-        lambda room, seconds, exc: server.metrics.store_result(seconds, exc is not None))
-    if backplane is None and settings.redis_url:
+        store = store_from_url(s.store_url, compact_threshold=s.compact_threshold)
+    metrics = Metrics()
+    health = Health(Redactor(secrets_of(s.redis.password, s.redis.url, s.store_url)))
+    store_report = StoreReport(health, metrics, store.name)
+
+    if backplane is None and s.redis.url:
         from .backplane.redis import redis_backplane_for
 
-        backplane = redis_backplane_for(settings, server.health, server.metrics)
-    replicator = Replicator(server, backplane) if backplane is not None else None
+        backplane = redis_backplane_for(s.redis, health, metrics)
+    replicator = None
+    if backplane is not None:
+        invalid = metrics.backplane_events.labels("invalid")
+        replicator = Replicator(backplane, prefix=s.redis.prefix, instance_id=s.instance_id,
+                                on_invalid=invalid.inc)
+
+    async def stored(room: str, size: int) -> None:
+        await runner.run(runner.hooks.on_store, RoomEvent(room, size))
+
+    async def loaded(room: str, size: int) -> None:
+        await runner.run(runner.hooks.on_load, RoomEvent(room, size))
+
+    writer = Writer(store, debounce=s.flush_debounce, max_wait=s.flush_max_wait,
+                    compact_threshold=s.compact_threshold, on_result=store_report.write,
+                    on_stored=stored)
+    observers: list[RoomObserver] = [writer, runner]
+    if replicator is not None:
+        observers.append(replicator)
+    rooms = RoomRegistry(store, grace=s.room_grace, fanout_window=s.fanout_window,
+                         observers=observers, lifecycle=[replicator] if replicator else [],
+                         flush=writer.flush, on_loaded=loaded)
+    server = CollabServer(s, store=store, writer=writer, rooms=rooms, health=health,
+                          store_report=store_report)
+    monitors = Monitors(health=health, metrics=metrics, store=store, report=store_report,
+                        room_count=lambda: len(rooms), loop_lag_interval=s.loop_lag_interval,
+                        loop_lag_fail=s.loop_lag_fail,
+                        store_check_interval=s.store_check_interval)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse(monitors.liveness())
 
     async def readyz(request: Request) -> Response:
-        report = server.health.report()
+        report = health.report()
         # Which process answered: with --workers N, tests and operators can tell them apart.
-        report["instance"] = settings.instance_id
+        report["instance"] = s.instance_id
         report["pid"] = os.getpid()
-        return JSONResponse(report, status_code=200 if server.health.ready else 503)
+        return JSONResponse(report, status_code=200 if health.ready else 503)
 
-    async def metrics(request: Request) -> Response:
-        server.metrics.active_rooms.set(len(server.rooms))
-        return Response(server.metrics.render(), media_type=METRICS_CONTENT_TYPE)
+    async def metrics_endpoint(request: Request) -> Response:
+        metrics.active_rooms.set(len(rooms))
+        return Response(metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
-        await server.start()
-        await monitors.start()
-        try:
+        # Stopped in reverse order: the monitors, then sockets and rooms
+        # (unloading a room publishes its last edits and unsubscribes it, so
+        # the backplane is still up), then the backplane, then the hook calls
+        # still running. The backplane never raises for an unreachable Redis:
+        # that is logged with the cause, readiness fails, and it is retried.
+        async with contextlib.AsyncExitStack() as stack:
+            stack.push_async_callback(runner.aclose)
             if replicator is not None:
-                # Never raises for an unreachable or misconfigured Redis: it is
-                # logged with the cause, readiness fails, and it is retried.
-                await replicator.backplane.start()
                 await replicator.start()
+                stack.push_async_callback(replicator.stop)
+            await server.start()
+            stack.push_async_callback(server.stop)
+            await monitors.start()
+            stack.push_async_callback(monitors.stop)
             yield
-        finally:
-            await monitors.stop()
-            try:
-                await server.stop()  # unloading rooms unsubscribes them: backplane still up
-            finally:
-                if replicator is not None:
-                    await replicator.stop()
-                    await replicator.backplane.stop()
+
+    def endpoint(session_cls: Any) -> SocketEndpoint:
+        return SocketEndpoint(server, runner, metrics, session_cls)
 
     routes = [
-        Route(settings.health_path, healthz),
-        Route(settings.ready_path, readyz),
-        Route(settings.metrics_path, metrics),
+        Route(s.health_path, healthz),
+        Route(s.ready_path, readyz),
+        Route(s.metrics_path, metrics_endpoint),
         # Before the catch-all: the Hocuspocus path is not a room.
-        WebSocketRoute(settings.hocuspocus_path, _SocketEndpoint(server, HocuspocusSession)),
-        WebSocketRoute("/{room:path}", _SocketEndpoint(server, YWebsocketSession)),
+        WebSocketRoute(s.hocuspocus_path, endpoint(HocuspocusSession)),
+        WebSocketRoute("/{room:path}", endpoint(YWebsocketSession)),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.collab = server
+    app.state.metrics = metrics
+    app.state.replicator = replicator
+    app.state.hooks = runner.hooks
     return app

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import logging
 import multiprocessing
 import os
@@ -26,11 +25,13 @@ from typing import Any, cast
 
 import uvicorn
 
-from . import logs
-from .config import ENV_PREFIX, Settings, parse_value
+from .config import ENV_PREFIX, Settings, flat_fields, parse_value
 from .errors import CloseCode, ConfigError
-from .metrics import mark_process_dead, multiproc_dir
-from .uvicorn_ws import protocol_class
+from .hooks import load_hooks
+from .observability import logs
+from .observability.metrics import mark_process_dead, multiproc_dir
+from .stores import store_from_url
+from .transport.uvicorn import protocol_class
 
 log = logging.getLogger("collab.cli")
 
@@ -40,18 +41,29 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the server",
                            description=f"Every option is also the variable {ENV_PREFIX}<NAME>.")
-    for f in dataclasses.fields(Settings):
-        serve.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None,
-                           help=f"env {ENV_PREFIX}{f.name.upper()}")
+    for name, _type in flat_fields():
+        serve.add_argument("--" + name.replace("_", "-"), dest=name, default=None,
+                           help=f"env {ENV_PREFIX}{name.upper()}")
     return parser
 
 
 def settings_from(argv: Sequence[str] | None, environ: dict[str, str]) -> Settings:
     args = build_parser().parse_args(argv)
-    types = {f.name: f.type for f in dataclasses.fields(Settings)}
+    types = dict(flat_fields())
     overrides = {k: parse_value("--" + k.replace("_", "-"), types[k], v)
                  for k, v in vars(args).items() if k != "command" and v is not None}
     return Settings.from_env(environ, **overrides)
+
+
+def check_config(settings: Settings) -> None:
+    """What a start-up would trip over, found before anything starts: the
+    hooks import, the store URL, the Redis options (ConfigError names it)."""
+    load_hooks(settings.hooks)
+    store_from_url(settings.store_url, compact_threshold=settings.compact_threshold)
+    if settings.redis.url:
+        from .backplane.redis_options import RedisOptions
+
+        RedisOptions.from_settings(settings.redis)
 
 
 class DrainingServer(uvicorn.Server):
@@ -90,7 +102,7 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
         # Above our own limit so collab, not uvicorn, answers 1009 with a reason.
         ws_max_size=settings.max_frame_bytes * 2 + 1024,
         ws_per_message_deflate=False,
-        # Reports 1006 and keepalive-timeout closes precisely (see uvicorn_ws).
+        # Reports 1006 and keepalive-timeout closes precisely (see transport.uvicorn).
         ws=protocol_class(),
         log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=10,
     )
@@ -109,7 +121,7 @@ def run_workers(settings: Settings, metrics_dir: str | None = None) -> int:
     that exits is marked dead there, so the live gauges (connections, rooms)
     stop counting what it held.
     """
-    if not settings.redis_url:
+    if not settings.redis.url:
         log.warning("--workers > 1 without COLLAB_REDIS_URL: workers will not share rooms")
     ctx = multiprocessing.get_context("spawn")
     sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
@@ -152,7 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     environ = dict(os.environ)
     try:
         settings = settings_from(argv, environ)
+        check_config(settings)
     except ConfigError as exc:
+        # One line naming the variable, never a traceback.
         print(f"collab: configuration error: {exc}", file=sys.stderr)
         return 2
     logs.configure(settings.log_format, settings.log_level)

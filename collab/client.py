@@ -14,22 +14,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 from collections.abc import Callable
 from typing import Any
 
 import websockets
 from pycrdt import Doc, Text
 
-from . import awareness as aw
-from . import protocol as p
+from .backoff import backoff_delay
+from .wire import awareness as aw
+from .wire import ywebsocket as p
 
 log = logging.getLogger("collab.client")
-
-
-def backoff_delay(attempt: int, base: float, cap: float) -> float:
-    """Full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
-    return random.uniform(0, min(cap, base * (2 ** min(attempt, 30))))
 
 
 class YClient:

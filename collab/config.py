@@ -10,17 +10,90 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
 
 ENV_PREFIX = "COLLAB_"
+# Settings nested in Settings, and the prefix of their variables and flags.
+NESTED = {"redis": "redis_"}
+STORE_SCHEMES = ("memory", "sqlite", "postgresql", "postgres")
 
 
 def _instance_id() -> str:
     return uuid.uuid4().hex[:12]
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    """The Redis backplane (``COLLAB_REDIS_*``; unset url = single instance).
+    TLS options may also be given in the URL query (``ssl_ca_certs=...``), as
+    redis-py accepts them; these separate settings override the URL."""
+
+    url: str = ""
+    username: str = ""
+    password: str = ""
+    ssl_ca_certs: str = ""
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+    prefix: str = "collab"
+    backoff_base: float = 0.2
+    backoff_cap: float = 10.0
+    # Connect/read timeout of Redis commands; a pub/sub link silent this long
+    # past a PING is declared dead (a hung server keeps TCP open).
+    socket_timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.backoff_base <= 0 or self.backoff_cap < self.backoff_base:
+            raise ConfigError("COLLAB_REDIS_BACKOFF_BASE must be > 0 and <= "
+                              "COLLAB_REDIS_BACKOFF_CAP")
+        if self.socket_timeout <= 0:
+            raise ConfigError("COLLAB_REDIS_SOCKET_TIMEOUT must be positive")
+        if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
+            raise ConfigError("COLLAB_REDIS_SSL_CERTFILE and COLLAB_REDIS_SSL_KEYFILE go together")
+        if self.url:
+            self._check_url()
+
+    def _check_url(self) -> None:
+        from redis.asyncio.connection import parse_url
+
+        scheme = urlsplit(self.url).scheme.lower()
+        if scheme not in ("redis", "rediss"):
+            raise ConfigError(
+                f"COLLAB_REDIS_URL must start with redis:// or rediss://, got {self.safe_url!r}")
+        try:
+            parse_url(self.url)
+        except ValueError as exc:
+            raise ConfigError(f"COLLAB_REDIS_URL {self.safe_url!r}: {exc}") from exc
+
+    @property
+    def tls(self) -> bool:
+        return urlsplit(self.url).scheme.lower() == "rediss"
+
+    @property
+    def safe_url(self) -> str:
+        """The URL without its password (and without the query)."""
+        try:
+            parts = urlsplit(self.url)
+            host, port = parts.hostname or "", parts.port
+        except ValueError:
+            return "<unparsable URL>"
+        if ":" in host:
+            host = f"[{host}]"
+        netloc = host + (f":{port}" if port else "")
+        if parts.username:
+            netloc = f"{parts.username}:***@{netloc}"
+        elif parts.password:
+            netloc = f":***@{netloc}"
+        return f"{parts.scheme}://{netloc}{parts.path}"
+
+    @property
+    def address(self) -> str:
+        parts = urlsplit(self.url)
+        return f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
 
 
 @dataclass(frozen=True)
@@ -43,20 +116,8 @@ class Settings:
     # so a flood goes out as fewer, merged frames; after a quiet spell the
     # next update goes out on the next event-loop turn. 0 = every turn.
     fanout_window: float = 0.005
-    # Redis backplane (unset = single instance). TLS options may also be
-    # given in the URL query (ssl_ca_certs=...), as redis-py accepts them.
-    redis_url: str = ""
-    redis_username: str = ""
-    redis_password: str = ""
-    redis_ssl_ca_certs: str = ""
-    redis_ssl_certfile: str = ""
-    redis_ssl_keyfile: str = ""
-    redis_prefix: str = "collab"
-    redis_backoff_base: float = 0.2
-    redis_backoff_cap: float = 10.0
-    # Connect/read timeout of Redis commands; a pub/sub link silent this long
-    # past a PING is declared dead (a hung server keeps TCP open).
-    redis_socket_timeout: float = 5.0
+    # Redis backplane: COLLAB_REDIS_URL, COLLAB_REDIS_PASSWORD, ...
+    redis: RedisSettings = field(default_factory=RedisSettings)
     # Limits.
     max_frame_bytes: int = 4 * 1024 * 1024
     max_room_name: int = 256
@@ -111,6 +172,11 @@ class Settings:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be positive")
         if self.flush_max_wait < self.flush_debounce:
             raise ConfigError("COLLAB_FLUSH_MAX_WAIT must be >= COLLAB_FLUSH_DEBOUNCE")
+        scheme = self.store_url.split(":", 1)[0].lower() if ":" in self.store_url else ""
+        if scheme not in STORE_SCHEMES:
+            raise ConfigError(f"COLLAB_STORE_URL scheme {scheme!r} is not one of memory://, "
+                              "sqlite:///, postgresql://")
+        check_hooks_spec(self.hooks)
 
     @property
     def reserved_paths(self) -> frozenset[str]:
@@ -123,14 +189,40 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Settings:
-        """Build settings from ``COLLAB_*`` variables, then explicit overrides."""
+        """Build settings from ``COLLAB_*`` variables, then explicit overrides
+        (flat names: ``redis_url=`` sets ``redis.url``)."""
         values: dict[str, Any] = {}
-        for f in fields(cls):
-            key = ENV_PREFIX + f.name.upper()
+        for name, type_name in flat_fields():
+            key = ENV_PREFIX + name.upper()
             if key in environ:
-                values[f.name] = parse_value(key, f.type, environ[key])
+                values[name] = parse_value(key, type_name, environ[key])
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        nested: dict[str, Any] = {}
+        for attr, prefix in NESTED.items():
+            sub = {k[len(prefix):]: values.pop(k) for k in list(values) if k.startswith(prefix)}
+            nested[attr] = _NESTED_TYPES[attr](**sub)
+        return cls(**values, **nested)
+
+
+_NESTED_TYPES: dict[str, type[Any]] = {"redis": RedisSettings}
+
+
+def flat_fields() -> Iterator[tuple[str, Any]]:
+    """Every setting as (flat name, type): nested ones as ``redis_url`` etc."""
+    for f in fields(Settings):
+        if f.name in NESTED:
+            for sub in fields(_NESTED_TYPES[f.name]):
+                yield NESTED[f.name] + sub.name, sub.type
+        else:
+            yield f.name, f.type
+
+
+def check_hooks_spec(spec: str) -> None:
+    """Raise ConfigError unless ``spec`` is empty or ``package.module:attribute``
+    (importing it is left to :func:`collab.hooks.load_hooks`)."""
+    module_name, _, attr = spec.partition(":")
+    if spec and (not module_name or not attr):
+        raise ConfigError(f"COLLAB_HOOKS={spec!r}: expected 'package.module:attribute'")
 
 
 def parse_value(key: str, type_name: Any, raw: str) -> Any:

@@ -7,10 +7,8 @@
     ├── CloseError             ends one connection with a specific close code
     │   ├── ProtocolError      1002: a frame that does not parse
     │   ├── InvalidPayload     1007: parses, but its content is rejected
-    │   ├── FrameTooLarge      1009
     │   ├── PolicyViolation    1008: e.g. a bad room name
-    │   ├── Overloaded         1013: outbound queue overflow, dependency down
-    │   └── Unauthorized / Forbidden   4401 / 4403
+    │   └── Overloaded         1013: outbound queue overflow, dependency down
     ├── StoreError             a store operation failed
     │   └── VersionConflict    compare-and-set lost; retry
     └── BackplaneError         the cross-instance link failed
@@ -69,24 +67,12 @@ class InvalidPayload(CloseError):
     code = CloseCode.INVALID_PAYLOAD
 
 
-class FrameTooLarge(CloseError):
-    code = CloseCode.TOO_BIG
-
-
 class PolicyViolation(CloseError):
     code = CloseCode.POLICY
 
 
 class Overloaded(CloseError):
     code = CloseCode.TRY_AGAIN_LATER
-
-
-class Unauthorized(CloseError):
-    code = CloseCode.UNAUTHORIZED
-
-
-class Forbidden(CloseError):
-    code = CloseCode.FORBIDDEN
 
 
 class StoreError(CollabError):
@@ -99,3 +85,10 @@ class VersionConflict(StoreError):
 
 class BackplaneError(CollabError):
     """The cross-instance link (Redis) failed."""
+
+
+def is_pycrdt_rejection(exc: BaseException) -> bool:
+    """Whether pycrdt refused its input: it raises ValueError for an
+    undecodable update, and surfaces a Rust panic as pyo3's PanicException,
+    a BaseException that cannot be imported."""
+    return isinstance(exc, ValueError) or type(exc).__name__ == "PanicException"

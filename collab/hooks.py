@@ -9,12 +9,21 @@ denies the connection with 1011 rather than letting it in.
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .connection import CloseRecord
+from .config import check_hooks_spec
 from .errors import CloseCode, ConfigError
+from .rooms.room import Origin, PeerOrigin
+from .tasks import TaskSet
+from .transport.connection import CloseRecord
+
+if TYPE_CHECKING:
+    from .rooms.room import Room
+
+log = logging.getLogger("collab.hooks")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,9 +114,8 @@ def load_hooks(spec: str) -> Hooks:
     """Import ``package.module:attribute``; the attribute is a Hooks or returns one."""
     if not spec:
         return Hooks()
+    check_hooks_spec(spec)
     module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise ConfigError(f"COLLAB_HOOKS={spec!r}: expected 'package.module:attribute'")
     try:
         target = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
@@ -116,3 +124,42 @@ def load_hooks(spec: str) -> Hooks:
     if not isinstance(hooks, Hooks):
         raise ConfigError(f"COLLAB_HOOKS={spec!r} is not a collab.Hooks")
     return hooks
+
+
+class HookRunner:
+    """Runs the application's hooks: a hook that raises is logged with the
+    connection id and never takes the caller down. Fire-and-forget calls
+    (``on_change``, which must not delay the edit) are owned tasks.
+
+    It is also a room observer: every update a local peer made becomes an
+    ``on_change`` call.
+    """
+
+    def __init__(self, hooks: Hooks) -> None:
+        self.hooks = hooks
+        self._tasks = TaskSet("hooks")
+
+    async def run(self, hook: Callable[[Any], Awaitable[None]] | None, event: Any) -> None:
+        """Await ``hook(event)`` (if set); its failure is logged, not raised."""
+        if hook is None:
+            return
+        try:
+            await hook(event)
+        except Exception:
+            log.exception("hook %s failed", getattr(hook, "__name__", hook),
+                          extra={"conn_id": getattr(event, "connection_id", "-")})
+
+    def room_update(self, room: Room, update: bytes, origin: Origin) -> None:
+        if self.hooks.on_change is not None and isinstance(origin, PeerOrigin):
+            event = ChangeEvent(origin.peer_id, room.name, update)
+            self._tasks.spawn(self.run(self.hooks.on_change, event), name="on_change")
+
+    def room_awareness(self, room: Room, update: bytes, origin: Origin) -> None:
+        pass
+
+    def room_stateless(self, room: Room, payload: str, origin: Origin) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        """Wait for nothing more: cancel the hook calls still running."""
+        await self._tasks.aclose()

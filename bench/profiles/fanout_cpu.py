@@ -62,11 +62,11 @@ def python_cost_per_delivery() -> float:
     """Microseconds of interpreter work per delivery, the socket write excluded."""
     from websockets.protocol import State
 
-    from collab import protocol as p
-    from collab.connection import Connection
-    from collab.room import Room
-    from collab.uvicorn_ws import DirectWriter
-    from collab.ywebsocket import YPeer
+    from collab.rooms.room import Room
+    from collab.transport.connection import Connection
+    from collab.transport.uvicorn import DirectWriter
+    from collab.wire.labels import Label
+    from collab.ywebsocket.codec import YPeer
 
     class NullTransport:
         def write(self, data: bytes) -> None: ...
@@ -80,18 +80,23 @@ def python_cost_per_delivery() -> float:
             self.writable.set()
             self.transport = NullTransport()
 
+    counts: dict[str, int] = {}
+
+    def tally(label: str, size: int) -> None:
+        counts[label] = counts.get(label, 0) + size
+
     async def run() -> float:
         room = Room("r")
         for i in range(50):
             conn = Connection(f"c{i}", None, max_frames=1024, max_bytes=1 << 24,  # type: ignore[arg-type]
-                              direct=DirectWriter(Proto()))  # type: ignore[arg-type]
-            conn.on_frame_sent = p.frame_kind  # stands in for the metrics tally
+                              direct=DirectWriter(Proto()),  # type: ignore[arg-type]
+                              on_sent=tally)  # stands in for the metrics tally
             peer = YPeer(conn, False)
             room.peers[peer.id] = peer
         rounds = 2000
         start = time.perf_counter()
         for _ in range(rounds):
-            room._broadcast(lambda c: c.update("r", b"x" * 30), "c0")
+            room._broadcast(lambda c: c.update("r", b"x" * 30), Label.UPDATE, "c0")
         return (time.perf_counter() - start) / rounds / 49 * 1e6
 
     return asyncio.run(run())

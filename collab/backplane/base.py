@@ -18,7 +18,6 @@ the resubscribed callbacks so nothing dropped meanwhile stays lost.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -48,12 +47,3 @@ class Backplane(Protocol):
 
     def add_resubscribed_callback(self, callback: ResubscribedCallback) -> None:
         """Call ``callback`` after every (re)connect, once subscriptions are back."""
-
-
-def backoff_delay(attempt: int, base: float, cap: float) -> float:
-    """Exponential backoff with full jitter: uniform in [0, min(cap, base·2^attempt)].
-
-    Full jitter spreads instances that lost Redis at the same instant (the
-    AppSync reconnect storm: clients retrying in lockstep).
-    """
-    return random.uniform(0.0, min(cap, base * (2 ** min(attempt, 30))))

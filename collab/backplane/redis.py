@@ -21,20 +21,19 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
+from ..backoff import backoff_delay
+from ..config import RedisSettings
 from ..errors import BackplaneError
-from ..health import Health
-from .base import Handler, ResubscribedCallback, backoff_delay
+from ..observability.health import Health
+from ..observability.metrics import Metrics
+from .base import Handler, ResubscribedCallback
 from .redis_options import RedisOptions, explain
-
-if TYPE_CHECKING:
-    from ..config import Settings
-    from ..metrics import Metrics
 
 log = logging.getLogger("collab.backplane.redis")
 
@@ -385,7 +384,8 @@ def _channel(msg: dict[str, Any]) -> str:
     return channel.decode("utf-8") if isinstance(channel, bytes) else str(channel)
 
 
-def redis_backplane_for(settings: Settings, health: Health, metrics: Metrics) -> RedisBackplane:
+def redis_backplane_for(settings: RedisSettings, health: Health,
+                        metrics: Metrics) -> RedisBackplane:
     """The backplane ``create_app`` builds when ``COLLAB_REDIS_URL`` is set."""
     counter = metrics.backplane_events
     return RedisBackplane(RedisOptions.from_settings(settings), health=health,

@@ -10,11 +10,10 @@ log line and in ``/readyz``.
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import ssl
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from typing import Any
 
 from redis.asyncio.connection import SSLConnection, parse_url
 from redis.asyncio.retry import Retry
@@ -22,76 +21,22 @@ from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, NoPermissionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ..config import RedisSettings
 from ..errors import ConfigError
 
-if TYPE_CHECKING:
-    from ..config import Settings
 
-
-@dataclass(frozen=True)
-class RedisOptions:
-    """Everything needed to reach Redis. Separate settings override the URL."""
-
-    url: str
-    username: str = ""
-    password: str = ""
-    ssl_ca_certs: str = ""
-    ssl_certfile: str = ""
-    ssl_keyfile: str = ""
-    prefix: str = "collab"
-    backoff_base: float = 0.2
-    backoff_cap: float = 10.0
-    socket_timeout: float = 5.0
+class RedisOptions(RedisSettings):
+    """:class:`~collab.config.RedisSettings` made into redis-py's arguments.
+    Unlike the settings, it needs a URL: it exists only when Redis is used."""
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> RedisOptions:
-        return cls(
-            url=settings.redis_url, username=settings.redis_username,
-            password=settings.redis_password, ssl_ca_certs=settings.redis_ssl_ca_certs,
-            ssl_certfile=settings.redis_ssl_certfile, ssl_keyfile=settings.redis_ssl_keyfile,
-            prefix=settings.redis_prefix, backoff_base=settings.redis_backoff_base,
-            backoff_cap=settings.redis_backoff_cap, socket_timeout=settings.redis_socket_timeout,
-        )
+    def from_settings(cls, settings: RedisSettings) -> RedisOptions:
+        return cls(**dataclasses.asdict(settings))
 
     def __post_init__(self) -> None:
-        scheme = urlsplit(self.url).scheme.lower()
-        if scheme not in ("redis", "rediss"):
-            raise ConfigError(
-                f"COLLAB_REDIS_URL must start with redis:// or rediss://, got {self.safe_url!r}")
-        if self.backoff_base <= 0 or self.backoff_cap < self.backoff_base:
-            raise ConfigError("COLLAB_REDIS_BACKOFF_BASE must be > 0 and <= "
-                              "COLLAB_REDIS_BACKOFF_CAP")
-        if self.socket_timeout <= 0:
-            raise ConfigError("COLLAB_REDIS_SOCKET_TIMEOUT must be positive")
-        if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
-            raise ConfigError("COLLAB_REDIS_SSL_CERTFILE and COLLAB_REDIS_SSL_KEYFILE go together")
-        try:
-            parse_url(self.url)
-        except ValueError as exc:
-            raise ConfigError(f"COLLAB_REDIS_URL {self.safe_url!r}: {exc}") from exc
-
-    @property
-    def tls(self) -> bool:
-        return urlsplit(self.url).scheme.lower() == "rediss"
-
-    @property
-    def safe_url(self) -> str:
-        """The URL without its password (and without the query)."""
-        parts = urlsplit(self.url)
-        host = parts.hostname or ""
-        if ":" in host:
-            host = f"[{host}]"
-        netloc = host + (f":{parts.port}" if parts.port else "")
-        if parts.username:
-            netloc = f"{parts.username}:***@{netloc}"
-        elif parts.password:
-            netloc = f":***@{netloc}"
-        return f"{parts.scheme}://{netloc}{parts.path}"
-
-    @property
-    def address(self) -> str:
-        parts = urlsplit(self.url)
-        return f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
+        if not self.url:
+            raise ConfigError("COLLAB_REDIS_URL is not set")
+        super().__post_init__()
 
     def connection_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``redis.asyncio.ConnectionPool``.

@@ -1,3 +1,8 @@
-"""The Hocuspocus wire protocol (Tiptap's ``HocuspocusProvider``): many
-documents over one socket, per-document authentication, stateless messages
-and sync acknowledgements. See ``docs/hocuspocus.md``."""
+"""The Hocuspocus protocol endpoint (Tiptap's ``HocuspocusProvider``): many
+documents over one socket. The wire codec is :mod:`collab.wire.hocuspocus`."""
+
+from __future__ import annotations
+
+from .session import HocuspocusSession
+
+__all__ = ["HocuspocusSession"]

@@ -17,34 +17,34 @@ import bisect
 
 from pycrdt import get_state, get_update
 
-from .. import protocol as yp
-from ..errors import InvalidPayload
+from ..errors import InvalidPayload, is_pycrdt_rejection
+from ..wire.lib0 import read_var_uint
 
 
 def decode_state_vector(sv: bytes) -> dict[int, int]:
-    count, pos = yp.read_var_uint(sv, 0)
+    count, pos = read_var_uint(sv, 0)
     out: dict[int, int] = {}
     for _ in range(count):
-        client, pos = yp.read_var_uint(sv, pos)
-        clock, pos = yp.read_var_uint(sv, pos)
+        client, pos = read_var_uint(sv, pos)
+        clock, pos = read_var_uint(sv, pos)
         out[client] = clock
     return out
 
 
 def decode_delete_set(update: bytes) -> dict[int, list[tuple[int, int]]]:
     """The delete set of an update that carries no structs (``[start, end)`` ranges)."""
-    structs, pos = yp.read_var_uint(update, 0)
+    structs, pos = read_var_uint(update, 0)
     if structs:
         raise ValueError("expected an update without structs")
-    clients, pos = yp.read_var_uint(update, pos)
+    clients, pos = read_var_uint(update, pos)
     out: dict[int, list[tuple[int, int]]] = {}
     for _ in range(clients):
-        client, pos = yp.read_var_uint(update, pos)
-        n, pos = yp.read_var_uint(update, pos)
+        client, pos = read_var_uint(update, pos)
+        n, pos = read_var_uint(update, pos)
         ranges = out.setdefault(client, [])
         for _ in range(n):
-            clock, pos = yp.read_var_uint(update, pos)
-            length, pos = yp.read_var_uint(update, pos)
+            clock, pos = read_var_uint(update, pos)
+            length, pos = read_var_uint(update, pos)
             ranges.append((clock, clock + length))
     return out
 
@@ -75,8 +75,7 @@ def adds_nothing(update: bytes, state_vector: bytes, deletions: bytes) -> bool:
         update_sv = get_state(update)
         update_deletions = get_update(update, update_sv)
     except BaseException as exc:
-        # pycrdt raises ValueError, or pyo3's PanicException (a BaseException).
-        if not isinstance(exc, ValueError) and type(exc).__name__ != "PanicException":
+        if not is_pycrdt_rejection(exc):
             raise
         raise InvalidPayload(f"update rejected: {exc}") from None
     known = decode_state_vector(state_vector)

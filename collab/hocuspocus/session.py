@@ -1,46 +1,35 @@
 """The Hocuspocus endpoint: many documents over one socket.
 
 Roles, as in Hocuspocus: the session drives the socket; each document opened
-on it is a :class:`~collab.hocuspocus.peer.Document` — the room peer, with its own authentication,
-scope and queue. A document's lifecycle::
-
-    WAITING ──Token──▶ OPENING ──allowed──▶ OPEN ──Close──▶ (gone)
-       │                  │ └────denied───▶ DENIED ──Token──▶ OPENING
-       └──Close──▶ (gone) └──Close──▶ (gone)
-
-Frames of a document that is not OPEN yet are queued and replayed, in order,
-once it opens. The queue is bounded per socket (``auth_queue_frames`` /
-``auth_queue_bytes``), and so is the number of documents not OPEN: an
-unauthenticated client that outgrows the bound is closed with 1008 — memory
-exhaustion before authentication was a real Hocuspocus advisory
-(GHSA-xwhh-v746-pj9m). Frames of a DENIED document are dropped rather than
-queued: a denied provider keeps sending (its awareness renews every 15 s), and
-queueing that would, after a while, close the socket and with it the
-documents that were allowed.
-
-A denial never closes the socket (Hocuspocus neither): the provider's other
-documents keep working, and the denied provider may retry with a new token.
+on it is a :class:`~collab.hocuspocus.document.Document` — the room peer,
+with its own authentication and scope. Which document is in which state, and
+what a frame does to it, is decided by the pure
+:class:`~collab.hocuspocus.documents.DocumentTable`; the session only carries
+out its actions: it runs the authentication tasks, the keepalive timer, and
+the room calls.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from starlette.types import Receive, Scope, Send
 
-from .. import protocol as yp
-from ..connection import Connection, State
 from ..errors import CloseCode, CloseError, Overloaded, PolicyViolation, StoreError
-from ..hooks import ConnectEvent, StatelessEvent
-from ..room import PeerOrigin, Room
-from ..session import Session
-from ..ywebsocket import validate_room_name
-from . import protocol as hp
-from .peer import DocState, Document
+from ..hooks import HookRunner, StatelessEvent
+from ..observability.metrics import Metrics
+from ..rooms.room import PeerOrigin, Room
+from ..tasks import TaskSet
+from ..transport.connection import Connection, State
+from ..transport.session import Session
+from ..wire import hocuspocus as hp
+from ..wire import ywebsocket as yp
+from ..wire.labels import Label
+from . import documents as dt
+from .document import DocState, Document
 from .readonly import adds_nothing
 
 if TYPE_CHECKING:
@@ -51,8 +40,6 @@ log = logging.getLogger("collab.hocuspocus")
 # Stateless messages waiting for the on_stateless hook, per socket; past this
 # the client is sending faster than the hook handles them (closed with 1013).
 STATELESS_BACKLOG = 256
-# Provider session ids are Math.random().toString(36).slice(2).
-_SESSION_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def _answers_ping(version: str | None) -> bool:
@@ -67,33 +54,35 @@ class HocuspocusSession(Session):
 
     endpoint = "hocuspocus"
 
-    def __init__(self, server: CollabServer, scope: Scope, receive: Receive, send: Send,
-                 conn: Connection) -> None:
-        super().__init__(server, scope, receive, send, conn)
-        self.docs: dict[str, Document] = {}
-        self._queued_frames = 0
-        self._queued_bytes = 0
-        self._tasks: set[asyncio.Task[None]] = set()
+    def __init__(self, server: CollabServer, hooks: HookRunner, metrics: Metrics,
+                 scope: Scope, receive: Receive, send: Send, conn: Connection) -> None:
+        super().__init__(server, hooks, metrics, scope, receive, send, conn)
+        s = self.settings
+        self.table = dt.DocumentTable(
+            conn.id, conn.send, max_room_name=s.max_room_name, reserved=s.reserved_paths,
+            queue_frames=s.auth_queue_frames, queue_bytes=s.auth_queue_bytes)
+        self._tasks = TaskSet(f"hocuspocus {conn.id}")
+        self._opening: dict[Document, asyncio.Task[None]] = {}
         self._stateless: deque[StatelessEvent] = deque()
         self._stateless_task: asyncio.Task[None] | None = None
-        self._opened: list[str] = []
-        self._keepalive: asyncio.Task[None] | None = None
+        self._ping_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def docs(self) -> dict[str, Document]:
+        return self.table.docs
 
     def _doc_extra(self, doc: Document) -> dict[str, str]:
         return {"conn_id": self.conn.id, "room": doc.name}
 
     async def run(self) -> None:
         try:
-            self.check_open()
+            self.server.check_open()
         except CloseError as exc:
             await self.accept()
             await self.reject(exc.code, exc.reason)
             return
         await self.accept()
         await self.receive_loop()
-
-    def frame_kind_out(self, frame: bytes) -> str:
-        return hp.frame_kind(frame)
 
     # -- frames in ------------------------------------------------------------
 
@@ -103,141 +92,89 @@ class HocuspocusSession(Session):
         self.conn.stats.last_frame_type = kind
         self.count_frame_in(kind, len(frame))
         if isinstance(msg, hp.Ping):
-            self.conn.send(hp.PONG)
-            return
-        if isinstance(msg, hp.Pong):
-            return
-        if isinstance(msg, hp.BroadcastStateless):
+            self.conn.send(hp.PONG, Label.PONG)
+        elif isinstance(msg, hp.Pong):
+            pass
+        elif isinstance(msg, hp.BroadcastStateless):
             # Server-internal (instance-to-instance in Hocuspocus): from a
             # client it would let anyone broadcast without the on_stateless
             # hook's say. Hocuspocus 4 rejects it too.
             raise PolicyViolation("BroadcastStateless is server-internal; send Stateless")
-        if isinstance(msg, (hp.SyncStatus, hp.Authenticated, hp.PermissionDenied)):
+        elif isinstance(msg, (hp.SyncStatus, hp.Authenticated, hp.PermissionDenied)):
             log.debug("ignoring server-to-client %s from a client", kind, extra=self.extra)
-            return
-        doc = self.docs.get(msg.address)
-        if doc is None:
-            if isinstance(msg, hp.Close):
-                return  # nothing open under that address
-            doc = self._new_document(msg.address)
-        if doc.state is DocState.OPEN:
-            self._dispatch(doc, msg)
-        elif isinstance(msg, hp.Close):
-            self._forget(doc)
-        elif isinstance(msg, hp.AuthToken) and doc.state is not DocState.OPENING:
-            self._start_opening(doc, msg)
-        elif doc.state is DocState.DENIED:
-            pass  # not authorized: dropped (module docstring)
         else:
-            self._enqueue(doc, msg, len(frame))
+            self._carry_out(self.table.receive(msg, len(frame)))
 
-    def _new_document(self, address: str) -> Document:
-        name, session = hp.split_address(address)
-        validate_room_name(name, self.settings.max_room_name, self.settings.reserved_paths)
-        if session is not None and not _SESSION_RE.fullmatch(session):
-            raise PolicyViolation("session id in the document address is not allowed")
-        limit = self.settings.auth_queue_frames
-        if sum(d.state is not DocState.OPEN for d in self.docs.values()) >= limit:
-            raise PolicyViolation(f"more than {limit} documents not authenticated on one socket")
-        doc = self.docs[address] = Document(self.conn, address, name, session)
-        return doc
-
-    def _enqueue(self, doc: Document, msg: hp.Message, size: int) -> None:
-        frames, max_bytes = self.settings.auth_queue_frames, self.settings.auth_queue_bytes
-        if self._queued_frames + 1 > frames or self._queued_bytes + size > max_bytes:
-            raise PolicyViolation(
-                f"too much sent before authentication (limit {frames} frames, {max_bytes} bytes)")
-        doc.queue.append((msg, size))
-        doc.queued_bytes += size
-        self._queued_frames += 1
-        self._queued_bytes += size
-
-    def _drain_queue(self, doc: Document) -> deque[tuple[hp.Message, int]]:
-        queue, doc.queue = doc.queue, deque()
-        self._queued_frames -= len(queue)
-        self._queued_bytes -= doc.queued_bytes
-        doc.queued_bytes = 0
-        return queue
+    def _carry_out(self, actions: list[dt.Action]) -> None:
+        """Do what the document table decided, in order. A Dispatch stops the
+        replay once the socket or the document is no longer open."""
+        for action in actions:
+            if isinstance(action, dt.Send):
+                self.conn.send(action.frame, action.label)
+            elif isinstance(action, dt.Dispatch):
+                if self.conn.state is not State.OPEN or action.doc.state is not DocState.OPEN:
+                    return
+                self.dispatch(action.doc, action.msg)
+            elif isinstance(action, dt.Authenticate):
+                self._start_opening(action)
+            elif isinstance(action, dt.CancelAuth):
+                task = self._opening.pop(action.doc, None)
+                if task is not None:
+                    task.cancel()
+            elif isinstance(action, dt.Leave):
+                self._leave(action.doc)
+            else:  # a Join is carried out by the opening task itself
+                raise RuntimeError(f"unexpected action {action!r}")
 
     # -- opening a document ---------------------------------------------------
 
-    def _start_opening(self, doc: Document, msg: hp.AuthToken) -> None:
-        doc.state = DocState.OPENING
-        if self._keepalive is None and _answers_ping(msg.version) and self.settings.ping_interval:
-            self._keepalive = asyncio.get_running_loop().create_task(self._send_pings())
+    def _start_opening(self, action: dt.Authenticate) -> None:
+        if self._ping_timer is None and _answers_ping(action.version) and \
+                self.settings.ping_interval:
+            self._arm_ping()
         # A provider without a token sends ""; then ?token= / the subprotocol
         # (as on the y-websocket endpoint) may carry one.
-        token = msg.token or self.token()
-        task = asyncio.get_running_loop().create_task(self._open(doc, token))
-        doc.task = task
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        token = action.token or self.token()
+        doc = action.doc
+        task = self._tasks.spawn(self._open(doc, token), name=f"open {doc.address}")
+        self._opening[doc] = task
+        task.add_done_callback(lambda _t: self._opening.pop(doc, None))
 
     async def _open(self, doc: Document, token: str) -> None:
         try:
             result = await self.authenticate(doc.name, token=token)
-            if doc.state is not DocState.OPENING or self.conn.state is not State.OPEN:
+            if self.conn.state is not State.OPEN:
                 return
             if not result.allowed:
-                self._drain_queue(doc)
-                doc.state = DocState.DENIED
-                doc.task = None
-                doc.send(hp.encode_permission_denied(doc.address,
-                                                     result.reason or "permission-denied"))
+                self._carry_out(self.table.denied(doc, result.reason))
                 return
-            doc.readonly = result.readonly
-            scope = hp.Scope.READ_ONLY if result.readonly else hp.Scope.READ_WRITE
-            doc.send(hp.encode_authenticated(doc.address, scope))
-            try:
-                room = await self.server.join(doc.name, doc)
-            except StoreError as exc:
-                log.error("cannot load room: %s", exc, extra=self._doc_extra(doc))
-                self.conn.close(CloseCode.TRY_AGAIN_LATER, "document store unavailable")
-                return
-            # Nothing awaits between joining and OPEN: no frame can slip past the queue.
-            doc.room = room
-            doc.state = DocState.OPEN
-            doc.task = None
-            doc.join_step1 = True
-            self._note_opened(doc.name)
-            self._replay(doc)
-            hook = self.server.hooks.on_connect
-            if hook is not None:
-                await self.server._call_hook(hook, ConnectEvent(
-                    self.conn.id, doc.name, doc.readonly, dict(result.context)))
+            for action in self.table.allowed(doc, result.readonly):
+                if not isinstance(action, dt.Join):
+                    self._carry_out([action])
+                    continue
+                try:
+                    room = await self.server.rooms.join(doc.name, doc)
+                except StoreError as exc:
+                    log.error("cannot load room: %s", exc, extra=self._doc_extra(doc))
+                    self.conn.close(CloseCode.TRY_AGAIN_LATER, "document store unavailable")
+                    return
+                # Nothing awaits between joining and OPEN: no frame can slip past the queue.
+                self._replay(self.table.joined(doc, room))
+                await self.connected(doc.name, result)
         except Exception:
             log.exception("opening the document failed", extra=self._doc_extra(doc))
             self.conn.close(CloseCode.INTERNAL, "internal error")
 
-    def _note_opened(self, name: str) -> None:
-        if name not in self._opened:
-            self._opened.append(name)
-            self.conn.rooms.append(name)
-            # The close record and log lines name every document the socket opened.
-            self.room_name = ",".join(self._opened)
-
-    def _replay(self, doc: Document) -> None:
-        for msg, _size in self._drain_queue(doc):
-            if self.conn.state is not State.OPEN or doc.state is not DocState.OPEN:
-                return
-            try:
-                self._dispatch(doc, msg)
-            except CloseError as exc:
-                self.metrics.frame_rejected(self.endpoint, type(exc).__name__)
-                self._close_for(exc)
-                return
-
-    def _forget(self, doc: Document) -> None:
-        """Drop a document that is not OPEN (a Close before it opened)."""
-        if doc.task is not None:
-            doc.task.cancel()
-            doc.task = None
-        self._drain_queue(doc)
-        self.docs.pop(doc.address, None)
+    def _replay(self, actions: list[dt.Action]) -> None:
+        try:
+            self._carry_out(actions)
+        except CloseError as exc:
+            self.metrics.frame_rejected(self.endpoint, type(exc).__name__)
+            self._close_for(exc)
 
     # -- an open document -----------------------------------------------------
 
-    def _dispatch(self, doc: Document, msg: hp.Message) -> None:
+    def dispatch(self, doc: Document, msg: hp.Message) -> None:
         room = doc.room
         assert room is not None
         if isinstance(msg, hp.Sync):
@@ -254,7 +191,7 @@ class HocuspocusSession(Session):
                 elif doc.join_step1:
                     doc.join_step1 = False
                 else:
-                    doc.send(doc.codec.step1(doc.name, room.state_vector()))
+                    doc.send(doc.codec.step1(doc.name, room.state_vector()), Label.STEP1)
             else:
                 self._apply(doc, room, sync)
         elif isinstance(msg, hp.Awareness):
@@ -263,8 +200,6 @@ class HocuspocusSession(Session):
             room.query_awareness(doc)
         elif isinstance(msg, hp.Stateless):
             self._on_stateless(doc, msg.payload)
-        elif isinstance(msg, hp.Close):
-            self._close_document(doc)
         elif isinstance(msg, hp.AuthToken):
             # Hocuspocus calls onTokenSync here; collab has no such hook.
             log.debug("token for an open document ignored", extra=self._doc_extra(doc))
@@ -276,28 +211,17 @@ class HocuspocusSession(Session):
                 sync.update, room.state_vector(), room.diff(room.state_vector()))
         else:
             applied = room.sync_update(doc, sync.update)
-        doc.send(hp.encode_sync_status(doc.address, applied))
-
-    def _close_document(self, doc: Document) -> None:
-        """The provider left this document (detach/destroy); the socket stays."""
-        self.docs.pop(doc.address, None)
-        self._leave(doc)
-        # Hocuspocus confirms with a Close carrying this reason.
-        doc.send(hp.encode_close(doc.address, "provider_initiated"))
+        doc.send(hp.encode_sync_status(doc.address, applied), Label.SYNC_STATUS)
 
     def _leave(self, doc: Document) -> None:
         if doc.room is not None:
             doc.room = None
-            self.server.leave(doc.name, doc)
-            if doc.name in self.conn.rooms:
-                self.conn.rooms.remove(doc.name)
-        doc.state = DocState.WAITING
+            self.server.rooms.leave(doc.name, doc)
 
     # -- stateless ------------------------------------------------------------
 
     def _on_stateless(self, doc: Document, payload: str) -> None:
-        hook = self.server.hooks.on_stateless
-        if hook is None:
+        if self.hooks.hooks.on_stateless is None:
             return
         if len(self._stateless) >= STATELESS_BACKLOG:
             raise Overloaded("stateless messages arrive faster than the on_stateless hook runs")
@@ -305,7 +229,7 @@ class HocuspocusSession(Session):
         def reply(answer: str) -> None:
             frame = doc.codec.stateless(doc.name, answer)
             if frame is not None and doc.state is DocState.OPEN:
-                doc.send(frame)
+                doc.send(frame, Label.STATELESS)
 
         def broadcast(message: str) -> None:
             self.server.send_stateless(doc.name, message, origin=PeerOrigin(doc.id))
@@ -313,41 +237,39 @@ class HocuspocusSession(Session):
         self._stateless.append(StatelessEvent(self.conn.id, doc.name, payload,
                                               reply=reply, broadcast=broadcast))
         if self._stateless_task is None:
-            self._stateless_task = asyncio.get_running_loop().create_task(self._run_stateless())
+            self._stateless_task = self._tasks.spawn(self._run_stateless(), name="stateless")
 
     async def _run_stateless(self) -> None:
         """Call the hook for one socket's stateless messages strictly in order."""
         try:
             while self._stateless:
-                hook = self.server.hooks.on_stateless
                 event = self._stateless.popleft()
-                if hook is not None:
-                    await self.server._call_hook(hook, event)
+                await self.hooks.run(self.hooks.hooks.on_stateless, event)
         finally:
             self._stateless_task = None
 
     # -- keepalive ------------------------------------------------------------
 
-    async def _send_pings(self) -> None:
+    def _arm_ping(self) -> None:
         """A provider reconnects when it has heard nothing for its
         messageReconnectTimeout (30 s), and WebSocket-level pings never reach
         its JavaScript; an idle document without awareness would churn. So
         sockets with a 4.x provider (which answers an app-level Ping with
-        Pong) get one every ``ping_interval``. Dead peers are found by the
-        WebSocket-level ping of the ASGI server, not here."""
-        interval = self.settings.ping_interval
-        while self.conn.state is State.OPEN:
-            await asyncio.sleep(interval)
-            self.conn.send(hp.PING)
+        Pong) get one every ``ping_interval``, from a loop timer. Dead peers
+        are found by the WebSocket-level ping of the ASGI server, not here."""
+        loop = asyncio.get_running_loop()
+        self._ping_timer = loop.call_later(self.settings.ping_interval, self._ping)
+
+    def _ping(self) -> None:
+        if self.conn.state is State.OPEN:
+            self.conn.send(hp.PING, Label.PING)
+            self._arm_ping()
 
     # -- end ------------------------------------------------------------------
 
     def on_leave(self) -> None:
-        tasks: list[Any] = [*self._tasks, self._stateless_task, self._keepalive]
-        for task in tasks:
-            if task is not None:
-                task.cancel()
+        if self._ping_timer is not None:
+            self._ping_timer.cancel()
         self._stateless.clear()
-        for doc in list(self.docs.values()):
-            self._leave(doc)
-        self.docs.clear()
+        self._tasks.cancel()
+        self._carry_out(self.table.close_all())

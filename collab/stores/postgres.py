@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import random
-import re
 from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ..errors import StoreError, VersionConflict
+from ..observability.redact import redact
 from .base import squash
 
 _SCHEMA = """
@@ -49,13 +49,6 @@ _SCHEMA_LOCK = 0x636F6C6C6162  # "collab"
 MAX_ATTEMPTS = 20
 CONNECT_TIMEOUT = 10
 
-_PASSWORD_IN_URL = re.compile(r"(postgres(?:ql)?://[^:/@\s]*):[^@\s]*@")
-
-
-def redact_url(text: str) -> str:
-    return _PASSWORD_IN_URL.sub(r"\1:***@", text)
-
-
 class PostgresStore:
     name = "postgresql"
 
@@ -66,7 +59,7 @@ class PostgresStore:
         self._pool: AsyncConnectionPool[Any] | None = None
 
     def __repr__(self) -> str:
-        return f"<PostgresStore {redact_url(self.url)}>"
+        return f"<PostgresStore {redact(self.url)}>"
 
     @property
     def pool(self) -> AsyncConnectionPool[Any]:
@@ -75,10 +68,10 @@ class PostgresStore:
         return self._pool
 
     def _error(self, what: str, exc: BaseException) -> StoreError:
-        return StoreError(redact_url(f"{what}: {type(exc).__name__}: {exc}".strip()))
+        return StoreError(redact(f"{what}: {type(exc).__name__}: {exc}".strip()))
 
     async def open(self) -> None:
-        where = redact_url(self.url)
+        where = redact(self.url)
         try:
             # One direct connection first: the pool would only say "timed out",
             # this says "password authentication failed" or "connection refused".

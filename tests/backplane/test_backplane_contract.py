@@ -17,7 +17,7 @@ import pytest
 from collab.backplane import Backplane, MemoryBackplane, MemoryHub
 from collab.backplane.redis import RedisBackplane
 from collab.backplane.redis_options import RedisOptions
-from collab.health import Health
+from collab.observability.health import Health
 from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio

@@ -18,7 +18,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from collab.backplane.redis import LINK, SUBSCRIBER, RedisBackplane
 from collab.backplane.redis_options import RedisOptions
-from collab.health import Health
+from collab.observability.health import Health
 from tests.support.ports import free_port
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import wait_until

@@ -28,10 +28,11 @@ def test_url_query_tls_options_and_credentials() -> None:
 
 
 def test_settings_override_the_url() -> None:
-    settings = Settings(redis_url="rediss://:old@h:6379/0?ssl_ca_certs=/old.pem",
-                        redis_username="svc", redis_password="new",
-                        redis_ssl_ca_certs="/new.pem", redis_socket_timeout=1.5)
-    kw = RedisOptions.from_settings(settings).connection_kwargs()
+    settings = Settings.from_env({
+        "COLLAB_REDIS_URL": "rediss://:old@h:6379/0?ssl_ca_certs=/old.pem",
+        "COLLAB_REDIS_USERNAME": "svc", "COLLAB_REDIS_PASSWORD": "new",
+        "COLLAB_REDIS_SSL_CA_CERTS": "/new.pem", "COLLAB_REDIS_SOCKET_TIMEOUT": "1.5"})
+    kw = RedisOptions.from_settings(settings.redis).connection_kwargs()
     assert (kw["username"], kw["password"], kw["ssl_ca_certs"]) == ("svc", "new", "/new.pem")
     assert kw["socket_timeout"] == kw["socket_connect_timeout"] == 1.5
 

@@ -15,9 +15,9 @@ import websockets
 from pycrdt import Doc, Text
 
 from collab import Settings, create_app
-from collab import protocol as p
 from collab.client import YClient
-from collab.uvicorn_ws import protocol_class
+from collab.transport.uvicorn import protocol_class
+from collab.wire import ywebsocket as p
 from tests.support.servers import RunningApp, run_app
 
 
@@ -32,7 +32,7 @@ def settings(**kw: Any) -> Settings:
 # every core test under both.
 WS_IMPLS = {
     # What `collab serve` runs: frames go straight to the socket when it can
-    # take them (collab.uvicorn_ws.DirectWriter).
+    # take them (collab.transport.uvicorn.DirectWriter).
     "collab-protocol": protocol_class(),
     # Stock uvicorn, as when collab is mounted in someone else's server:
     # every frame goes through the queue and the ASGI send.

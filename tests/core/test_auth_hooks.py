@@ -11,7 +11,7 @@ import websockets
 
 from collab import ChangeEvent, ConnectEvent, Hooks, RoomEvent
 from collab.client import YClient
-from collab.connection import CloseRecord
+from collab.transport.connection import CloseRecord
 
 from .helpers import converge, serve, settings, text_of
 from .hooks_fixture import authenticate
@@ -70,7 +70,7 @@ async def test_hooks_from_an_import_string() -> None:
     async with serve(s) as srv:
         code, _, _ = await closed_with(f"{srv.ws_url}/doc?token=bad")
         assert code == 4403
-        assert srv.server.config.app.state.collab.hooks.authenticate is authenticate
+        assert srv.server.config.app.state.hooks.authenticate is authenticate
 
 
 async def test_lifecycle_hooks_carry_the_connection_id() -> None:

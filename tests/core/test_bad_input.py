@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import websockets
 
-from collab import protocol as p
 from collab.client import YClient
+from collab.wire import ywebsocket as p
 
 from .helpers import (
     converge,
@@ -78,7 +78,7 @@ async def test_a_client_that_stops_reading_is_closed_with_1013() -> None:
     s = settings(outbound_queue_bytes=256 * 1024, outbound_queue_frames=64)
     async with serve(s) as srv:
         url = f"{srv.ws_url}/firehose"
-        server = srv.server.config.app.state.collab
+        metrics = srv.server.config.app.state.metrics
         slow = await asyncio.to_thread(raw_ws_connect, srv.port, "/firehose")
         try:
             async with YClient(url) as writer:
@@ -86,9 +86,9 @@ async def test_a_client_that_stops_reading_is_closed_with_1013() -> None:
                 for _ in range(400):  # up to 20 MB at a 256 KiB queue: bounded
                     writer.text().insert(0, big)
                     await writer.wait_for(lambda c: True, 1)  # yield to the server
-                    if server.metrics.queue_overflows._value.get() > 0:
+                    if metrics.queue_overflows._value.get() > 0:
                         break
-                assert server.metrics.queue_overflows._value.get() == 1
+                assert metrics.queue_overflows._value.get() == 1
                 code, reason = await asyncio.to_thread(read_until_close_frame, slow)
                 assert (code, reason) == (1013, "outbound queue overflow: client too slow")
                 writer.text().insert(0, "ok")  # the writer is unaffected

@@ -7,9 +7,9 @@ import asyncio
 import pytest
 import websockets
 
-from collab import awareness as aw
-from collab import protocol as p
 from collab.client import YClient
+from collab.wire import awareness as aw
+from collab.wire import ywebsocket as p
 
 from .helpers import converge, serve, text_of
 

@@ -14,8 +14,8 @@ import websockets
 from pycrdt import Doc, Text
 
 from collab import AuthRequest, AuthResult, Hooks, Settings, StatelessEvent, create_app
-from collab.hocuspocus import protocol as hp
 from collab.server import CollabServer
+from collab.wire import hocuspocus as hp
 from tests.support.servers import RunningApp, run_app
 
 PATH = "/hocuspocus"
@@ -61,7 +61,7 @@ def settings(**kw: Any) -> Settings:
     base: dict[str, Any] = {"store_url": "memory://", "room_grace": 0.2,
                             "flush_debounce": 0.05, "flush_max_wait": 0.2}
     base.update(kw)
-    return Settings(**base)
+    return Settings.from_env({}, **base)
 
 
 @dataclass

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from collab.hocuspocus import protocol as hp
+from collab.wire import hocuspocus as hp
 from tests.support.jsclient import JSClient, JSClientError, run_hocuspocus_server
 
 from .helpers import Raw, serve, update_inserting

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from pycrdt import Text
 
-from collab import protocol as yp
-from collab.hocuspocus import protocol as hp
+from collab.wire import hocuspocus as hp
+from collab.wire import ywebsocket as yp
 from tests.support.jsclient import JSClient
 from tests.support.waiting import wait_until
 

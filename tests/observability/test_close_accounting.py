@@ -18,9 +18,9 @@ import pytest
 import websockets
 
 from collab import Hooks, create_app
-from collab import protocol as p
-from collab.connection import CloseRecord, Initiator
 from collab.errors import StoreError
+from collab.transport.connection import CloseRecord, Initiator
+from collab.wire import ywebsocket as p
 from tests.support.servers import RunningApp, run_app, run_collab
 from tests.support.waiting import wait_until
 

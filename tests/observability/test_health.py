@@ -18,11 +18,12 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from collab import create_app
-from collab import protocol as p
 from collab.client import YClient
 from collab.errors import StoreError
-from collab.health import Health, redact, secrets_of
-from collab.monitors import LoopLagMonitor
+from collab.observability.health import Health
+from collab.observability.monitors import LoopLagMonitor
+from collab.observability.redact import Redactor, redact, secrets_of
+from collab.wire import ywebsocket as p
 from tests.support.servers import run_app, run_collab
 from tests.support.waiting import wait_until
 
@@ -46,8 +47,7 @@ def test_errors_are_redacted() -> None:
 
 
 def test_component_keeps_since_and_last_error() -> None:
-    h = Health()
-    h.secrets.add("pa55word")
+    h = Health(Redactor({"pa55word"}))
     h.register("store")
     assert not h.ready and h.report()["components"]["store"]["error"] == "no result yet"
     h.set_ok("store", backend="sqlite")

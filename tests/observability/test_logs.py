@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import websockets
 
-from collab import logs
+from collab.observability import logs
 from tests.support.servers import run_collab
 
 from .common import eventually, json_lines, scrape, value

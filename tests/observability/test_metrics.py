@@ -14,9 +14,9 @@ import pytest
 import websockets
 from pycrdt import Doc, Text
 
-from collab import awareness as aw
-from collab import protocol as p
-from collab.metrics import Metrics, multiproc_dir
+from collab.observability.metrics import Metrics, multiproc_dir
+from collab.wire import awareness as aw
+from collab.wire import ywebsocket as p
 from tests.support.servers import CollabProcess, run_collab
 
 from .common import by_label, eventually, get_json, json_lines, scrape, value
@@ -185,8 +185,9 @@ async def test_scripted_session_counters_equal_what_happened(tmp_path: Path) -> 
 def test_per_frame_counting_stays_off_prometheus() -> None:
     """The hot path only bumps ints; flush() moves them to the counters once."""
     m = Metrics()
-    m.frame_in("ywebsocket", "SyncUpdate", 10)
-    m.frame_in("ywebsocket", "SyncUpdate", 5)
+    count_in = m.counter("in", "ywebsocket")
+    count_in("SyncUpdate", 10)
+    count_in("SyncUpdate", 5)
     out = m.tally("out", "ywebsocket")
     out["Awareness"] = [3, 30]
     assert m.frames_in.labels("ywebsocket", "SyncUpdate")._value.get() == 0

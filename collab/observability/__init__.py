@@ -1,0 +1,2 @@
+"""Making failures visible: health and readiness, Prometheus metrics, the
+background monitors, log formatting, and the one redaction module."""

@@ -1,0 +1,183 @@
+"""The room registry: load, share, unload, flush.
+
+A room is loaded once however many sockets open it at the same instant: the
+first joiner creates a loading future that the others await (no lock held
+for the room's lifetime — the pycrdt-websocket defect where the second of two
+simultaneous joiners never synced). A room is unloaded ``grace`` seconds
+after its last peer leaves, after its pending writes are stored.
+
+Lifecycle of an entry (each transition checked)::
+
+    LOADING ──loaded──▶ ACTIVE ──unload──▶ UNLOADING ──▶ (gone)
+       └──load failed──▶ (gone)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Protocol
+
+from ..stores import Store
+from ..tasks import TaskSet
+from .pacer import Pacer
+from .room import Peer, Room, RoomObserver, StoreOrigin
+
+log = logging.getLogger("collab.rooms")
+
+
+class RoomLifecycle(Protocol):
+    """Told when a room is loaded and before it is unloaded (the backplane)."""
+
+    async def room_loaded(self, room: Room) -> None: ...
+    async def room_unloading(self, room: Room) -> None: ...
+
+
+class RoomState(enum.Enum):
+    LOADING = "loading"
+    ACTIVE = "active"
+    UNLOADING = "unloading"
+
+
+class _Entry:
+    __slots__ = ("done", "ready", "room", "state", "unload_timer")
+
+    def __init__(self, room: Room) -> None:
+        self.room = room
+        self.state = RoomState.LOADING
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.unload_timer: asyncio.TimerHandle | None = None
+        self.done: asyncio.Future[None] | None = None  # set while unloading
+
+    def to(self, expected: RoomState, state: RoomState) -> None:
+        if self.state is not expected:
+            raise RuntimeError(f"room {self.room.name!r}: {self.state.value} -> {state.value}, "
+                               f"expected {expected.value}")
+        self.state = state
+
+    def cancel_timer(self) -> None:
+        if self.unload_timer is not None:
+            self.unload_timer.cancel()
+            self.unload_timer = None
+
+
+class RoomRegistry:
+    """The rooms of one process. ``observers`` see every room's changes and
+    ``lifecycle`` its loads and unloads; ``on_loaded(name, size)`` runs after
+    a load and ``flush(name)`` stores a room's pending writes before it goes."""
+
+    def __init__(self, store: Store, *, grace: float, fanout_window: float,
+                 observers: Sequence[RoomObserver] = (),
+                 lifecycle: Sequence[RoomLifecycle] = (),
+                 flush: Callable[[str], Awaitable[None]],
+                 on_loaded: Callable[[str, int], Awaitable[None]] | None = None) -> None:
+        self._store = store
+        self._grace = grace
+        self._fanout_window = fanout_window
+        self._observers = tuple(observers)
+        self._lifecycle = tuple(lifecycle)
+        self._flush = flush
+        self._on_loaded = on_loaded
+        self._entries: dict[str, _Entry] = {}
+        self._tasks = TaskSet("rooms")
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._entries))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, name: str) -> Room | None:
+        """The room if it is loaded and active here."""
+        entry = self._entries.get(name)
+        return entry.room if entry and entry.state is RoomState.ACTIVE else None
+
+    async def join(self, name: str, peer: Peer) -> Room:
+        """Add ``peer`` to room ``name``, loading the room if needed."""
+        while True:
+            entry = self._entries.get(name)
+            if entry is None:
+                pacer = Pacer(asyncio.get_running_loop(), self._fanout_window)
+                room = Room(name, observers=self._observers, defer=pacer)
+                entry = self._entries[name] = _Entry(room)
+                self._tasks.spawn(self._load(name, entry), name=f"load {name}")
+            if entry.state is RoomState.UNLOADING:
+                assert entry.done is not None
+                await asyncio.shield(entry.done)
+                continue  # reload afresh
+            # While LOADING no grace timer can be armed (leave() arms it only
+            # for ACTIVE rooms); an ACTIVE room's future is done, so nothing
+            # below suspends between cancelling the timer and joining.
+            await asyncio.shield(entry.ready)
+            if entry.state is not RoomState.ACTIVE:
+                continue
+            entry.cancel_timer()
+            entry.room.join(peer)
+            return entry.room
+
+    async def _load(self, name: str, entry: _Entry) -> None:
+        try:
+            data = await self._store.load(name)
+            if data:
+                entry.room.apply(data, StoreOrigin())
+            for observer in self._lifecycle:
+                await observer.room_loaded(entry.room)
+        except BaseException as exc:
+            self._entries.pop(name, None)
+            entry.ready.set_exception(exc)
+            entry.ready.exception()  # joiners re-raise it; silence "never retrieved"
+            log.error("loading room %r failed: %s", name, exc)
+            return
+        entry.to(RoomState.LOADING, RoomState.ACTIVE)
+        entry.ready.set_result(None)
+        if self._on_loaded is not None:
+            await self._on_loaded(name, len(data or b""))
+
+    def leave(self, name: str, peer: Peer) -> None:
+        entry = self._entries.get(name)
+        if entry is None:
+            return
+        entry.room.leave(peer)
+        if not entry.room.peers and entry.state is RoomState.ACTIVE and entry.unload_timer is None:
+            entry.unload_timer = asyncio.get_running_loop().call_later(
+                self._grace, self._unload_later, name)
+
+    def _unload_later(self, name: str) -> None:
+        entry = self._entries.get(name)
+        if entry is not None:
+            entry.unload_timer = None
+            self._tasks.spawn(self.unload(name), name=f"unload {name}")
+
+    async def unload(self, name: str, *, force: bool = False) -> None:
+        """Unload an ACTIVE room without peers (any, with ``force``), after
+        storing its pending writes."""
+        entry = self._entries.get(name)
+        if entry is None or entry.state is not RoomState.ACTIVE:
+            return
+        if entry.room.peers and not force:
+            return
+        entry.cancel_timer()
+        entry.to(RoomState.ACTIVE, RoomState.UNLOADING)
+        entry.done = asyncio.get_running_loop().create_future()
+        try:
+            for observer in self._lifecycle:
+                await observer.room_unloading(entry.room)
+            await self._flush(name)
+        except Exception as exc:
+            log.error("unloading room %r: %s", name, exc)
+        finally:
+            entry.room.close()
+            self._entries.pop(name, None)
+            entry.done.set_result(None)
+            log.debug("room %r unloaded", name)
+
+    async def unload_all(self) -> None:
+        """Shutdown: unload every room, peers or not; then no task is left."""
+        for name in list(self._entries):
+            await self.unload(name, force=True)
+        await self._tasks.aclose()

@@ -1,0 +1,50 @@
+"""The raw ASGI websocket endpoint of one protocol (Starlette passes
+non-function endpoints through as ASGI apps)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+from starlette.types import Receive, Scope, Send
+
+from ..hooks import HookRunner
+from ..observability.metrics import Metrics
+from .connection import CONN_ID_SCOPE_KEY, DIRECT_SCOPE_KEY, Connection, new_connection_id
+
+if TYPE_CHECKING:
+    from ..server import CollabServer
+
+
+class _Session(Protocol):
+    async def serve(self) -> None: ...
+
+
+class SessionClass(Protocol):
+    endpoint: str
+
+    def __call__(self, server: CollabServer, hooks: HookRunner, metrics: Metrics,
+                 scope: Scope, receive: Receive, send: Send, conn: Connection) -> _Session: ...
+
+
+class SocketEndpoint:
+    """Gives each socket its :class:`Connection` and its protocol's session."""
+
+    def __init__(self, server: CollabServer, hooks: HookRunner, metrics: Metrics,
+                 session_cls: SessionClass) -> None:
+        self._server = server
+        self._hooks = hooks
+        self._metrics = metrics
+        self._session_cls = session_cls
+        self._count_out = metrics.counter("out", session_cls.endpoint)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        s = self._server.settings
+        # Under `collab serve` our uvicorn protocol has already given the id.
+        conn_id = scope.get(CONN_ID_SCOPE_KEY) or new_connection_id()
+        conn = Connection(conn_id, send, max_frames=s.outbound_queue_frames,
+                          max_bytes=s.outbound_queue_bytes, path=scope.get("path", ""),
+                          direct=scope.get(DIRECT_SCOPE_KEY), on_sent=self._count_out,
+                          on_overflow=self._metrics.queue_overflows.inc)
+        session = self._session_cls(self._server, self._hooks, self._metrics, scope, receive,
+                                    send, conn)
+        await session.serve()

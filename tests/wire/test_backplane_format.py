@@ -1,0 +1,41 @@
+"""The cross-instance message format, checked against byte literals."""
+
+from __future__ import annotations
+
+import pytest
+
+from collab.errors import BackplaneError
+from collab.wire import backplane as rp
+
+
+@pytest.mark.parametrize(("msg", "wire"), [
+    (rp.Update("A", b"\x01\x02", "c-1"), b"\x01\x01A\x03c-1\x01\x02"),
+    (rp.Update("A", b"\x00\x00"), b"\x01\x01A\x00\x00\x00"),
+    (rp.Awareness("i1", b"\x00"), b"\x02\x02i1\x00\x00"),
+    (rp.Stateless("A", "h\u00e9", "c"), b"\x03\x01A\x01ch\xc3\xa9"),
+    (rp.SyncRequest("A", b"\x01\x05\x02"), b"\x04\x01A\x00\x01\x05\x02"),
+    (rp.SyncReply("B", "A", b"\x00\x00", b"\x00"), b"\x05\x01B\x00\x01A\x02\x00\x00\x00"),
+])
+def test_encode_and_decode(msg: rp.Message, wire: bytes) -> None:
+    assert rp.encode(msg) == wire
+    assert rp.decode(wire) == msg
+
+
+def test_long_instance_id_uses_a_multi_byte_length() -> None:
+    sender = "x" * 200
+    wire = rp.encode(rp.SyncRequest(sender, b"\x00"))
+    assert wire[:3] == b"\x04\xc8\x01"  # varUint 200
+    assert rp.decode(wire) == rp.SyncRequest(sender, b"\x00")
+
+
+@pytest.mark.parametrize(("wire", "reason"), [
+    (b"", "empty"),
+    (b"\x09\x01A\x00", "unknown backplane message kind 9"),
+    (b"\x01\x05AB", "malformed UPDATE"),                 # sender runs past the end
+    (b"\x01\x01A", "malformed UPDATE"),                  # no connection id
+    (b"\x05\x01B\x00\x01A\x09\x00", "malformed SYNC_REPLY"),  # update runs past the end
+    (b"\x03\x01A\x00\xff", "not UTF-8"),
+])
+def test_malformed_messages_raise_backplane_error(wire: bytes, reason: str) -> None:
+    with pytest.raises(BackplaneError, match=reason):
+        rp.decode(wire)
