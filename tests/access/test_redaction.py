@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import re
+from pathlib import Path
+
 import pytest
 
 from collab.access import SENSITIVE_PARAMETERS, redact_query_string, redact_url
@@ -36,3 +40,47 @@ def test_asgi_query_string_bytes() -> None:
 
 def test_the_four_names() -> None:
     assert frozenset({"token", "access_token", "jwt", "auth"}) == SENSITIVE_PARAMETERS
+
+
+def _readme_filter_code() -> str:
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "RedactTokens" in b]
+    assert len(blocks) == 1, "the README's uvicorn log filter was not found"
+    return blocks[0]
+
+
+def test_readme_uvicorn_filter_masks_tokens() -> None:
+    """The README's filter for a host app's uvicorn, run on records shaped
+    like uvicorn's own access and WebSocket lines."""
+    records: list[str] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record.getMessage())
+
+    loggers = [logging.getLogger(n) for n in ("uvicorn.access", "uvicorn.error")]
+    saved = [(lg.filters[:], lg.handlers[:], lg.propagate, lg.level) for lg in loggers]
+    try:
+        for lg in loggers:
+            lg.handlers, lg.propagate = [Capture()], False
+            lg.setLevel(logging.INFO)
+        exec(compile(_readme_filter_code(), "README.md", "exec"), {})
+        loggers[0].info(
+            '%s - "%s %s HTTP/%s" %d',
+            "127.0.0.1:5000",
+            "GET",
+            "/collab/readyz?token=s3cret",
+            "1.1",
+            200,
+        )
+        loggers[1].info(
+            '%s - "WebSocket %s" [accepted]', "127.0.0.1:5001", "/collab/team/notes?jwt=s3cret&x=1"
+        )
+    finally:
+        for lg, (filters, handlers, propagate, level) in zip(loggers, saved, strict=True):
+            lg.filters, lg.handlers, lg.propagate = filters, handlers, propagate
+            lg.setLevel(level)
+    assert records == [
+        '127.0.0.1:5000 - "GET /collab/readyz?token=*** HTTP/1.1" 200',
+        '127.0.0.1:5001 - "WebSocket /collab/team/notes?jwt=***&x=1" [accepted]',
+    ]
