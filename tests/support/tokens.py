@@ -2,7 +2,7 @@
 
 ::
 
-    token = mint(DEV_SECRET, rooms=["team/*"])                 # HS256, 5 min
+    token = mint(TEST_SECRET, rooms=["team/*"])                # HS256, 5 min
     token = mint(private_pem, rooms=["**"], algorithm="RS256", readonly=True)
     url = with_token("ws://127.0.0.1:1234/team/notes", token)
 
