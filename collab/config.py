@@ -102,8 +102,9 @@ class Settings:
     jwt_public_key: str = field(default="", repr=False)
     jwt_audience: str = ""
     jwt_issuer: str = ""
-    # A second, private port for /metrics and the detailed /readyz (0 = off:
-    # both are served on the public port).
+    # A second, private port serving /healthz, /metrics and the detailed
+    # /readyz (0 = off: all on the public port). When set, the public port
+    # has no /metrics and its /readyz gives the status alone.
     metrics_port: int = 0
     instance_id: str = field(default_factory=_instance_id)
 
