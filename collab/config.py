@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
 
+from .access.origins import OriginPolicy
+from .access.tokens import TokenVerifier
 from .errors import ConfigError
 
 ENV_PREFIX = "COLLAB_"
@@ -150,6 +152,21 @@ class Settings:
     hocuspocus_path: str = "/hocuspocus"
     # Hooks as an import string "package.module:attribute".
     hooks: str = ""
+    # Access control (README "Authentication"). Origins: comma-separated,
+    # "*" and "https://*.example.com" allowed; unset = no Origin check.
+    allowed_origins: str = ""
+    # Refuse handshakes without an Origin header (non-browser clients).
+    require_origin: bool = False
+    # JWT keys: an HS256 secret, or PEM text (not a path) of an RSA/EC public
+    # key. Secrets: kept out of repr, logs and /readyz.
+    jwt_secret: str = field(default="", repr=False)
+    jwt_public_key: str = field(default="", repr=False)
+    jwt_audience: str = ""
+    jwt_issuer: str = ""
+    # A second, private port serving /healthz, /metrics and the detailed
+    # /readyz (0 = off: all on the public port). When set, the public port
+    # has no /metrics and its /readyz gives the status alone.
+    metrics_port: int = 0
     instance_id: str = field(default_factory=_instance_id)
 
     def __post_init__(self) -> None:
@@ -177,6 +194,17 @@ class Settings:
             raise ConfigError(f"COLLAB_STORE_URL scheme {scheme!r} is not one of memory://, "
                               "sqlite:///, postgresql://")
         check_hooks_spec(self.hooks)
+        self._check_access()
+
+    def _check_access(self) -> None:
+        """Parse the access settings once, so a mistake stops the start."""
+        if not OriginPolicy.parse(self.allowed_origins).checking and self.require_origin:
+            raise ConfigError("COLLAB_REQUIRE_ORIGIN=true needs COLLAB_ALLOWED_ORIGINS")
+        TokenVerifier.from_settings(self)
+        if not 0 <= self.metrics_port <= 65535:
+            raise ConfigError("COLLAB_METRICS_PORT must be between 0 and 65535")
+        if self.metrics_port and self.metrics_port == self.port:
+            raise ConfigError("COLLAB_METRICS_PORT must differ from COLLAB_PORT")
 
     @property
     def reserved_paths(self) -> frozenset[str]:

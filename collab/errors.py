@@ -8,7 +8,8 @@
     │   ├── ProtocolError      1002: a frame that does not parse
     │   ├── InvalidPayload     1007: parses, but its content is rejected
     │   ├── PolicyViolation    1008: e.g. a bad room name
-    │   └── Overloaded         1013: outbound queue overflow, dependency down
+    │   ├── Overloaded         1013: outbound queue overflow, dependency down
+    │   └── Unauthorized / Forbidden   4401 / 4403 (the JWT check: access.tokens)
     ├── StoreError             a store operation failed
     │   └── VersionConflict    compare-and-set lost; retry
     └── BackplaneError         the cross-instance link failed
@@ -73,6 +74,14 @@ class PolicyViolation(CloseError):
 
 class Overloaded(CloseError):
     code = CloseCode.TRY_AGAIN_LATER
+
+
+class Unauthorized(CloseError):
+    code = CloseCode.UNAUTHORIZED
+
+
+class Forbidden(CloseError):
+    code = CloseCode.FORBIDDEN
 
 
 class StoreError(CollabError):

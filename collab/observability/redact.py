@@ -6,7 +6,15 @@ or a readiness body (passwords, tokens, DSNs).
 - :func:`secrets_of` collects the literal secrets of the settings (passwords,
   alone or inside URLs) for :class:`Redactor`;
 - :func:`redact_headers` masks the handshake headers that carry credentials
-  in a websockets debug trace.
+  in a websockets debug trace;
+- :func:`redact_url` / :func:`redact_query_string` mask the ``token``,
+  ``access_token``, ``jwt`` and ``auth`` query parameters: browsers cannot set
+  headers on a WebSocket handshake, so tokens ride in the query, and every line
+  that prints a URL or path (access logs, "connection opened", the Python
+  client's reconnect messages) passes it through here first::
+
+      redact_url("/room?token=eyJ...&x=1")   # "/room?token=***&x=1"
+      redact_query_string(b"jwt=abc")        # "jwt=***" (ASGI scope["query_string"])
 """
 
 from __future__ import annotations
@@ -68,3 +76,38 @@ class Redactor:
 
     def __call__(self, text: str) -> str:
         return redact(text, self.secrets)
+
+
+# Parameter names compared case-insensitively, after percent-decoding the
+# name (so "%74oken=" and "TOKEN=" are caught too).
+SENSITIVE_PARAMETERS = frozenset({"token", "access_token", "jwt", "auth"})
+MASK = "***"
+
+
+def redact_query_string(query: str | bytes) -> str:
+    """``a=1&token=x`` -> ``a=1&token=***``; everything else kept as it was."""
+    if isinstance(query, bytes):
+        query = query.decode("latin-1")  # ASGI: raw bytes; latin-1 never fails
+    parts = []
+    for pair in query.split("&"):
+        name, sep, value = pair.partition("=")
+        if sep and value and _is_sensitive(name):
+            pair = f"{name}={MASK}"
+        parts.append(pair)
+    return "&".join(parts)
+
+
+def redact_url(url: str) -> str:
+    """Redact the query (and a fragment, which a client might log) of a URL or path."""
+    base, hash_sign, fragment = url.partition("#")
+    path, question, query = base.partition("?")
+    out = path
+    if question:
+        out += "?" + redact_query_string(query)
+    if hash_sign:
+        out += "#" + redact_query_string(fragment)
+    return out
+
+
+def _is_sensitive(name: str) -> bool:
+    return unquote(name.replace("+", " ")).strip().lower() in SENSITIVE_PARAMETERS

@@ -15,6 +15,10 @@ from typing import Any
 
 import pytest
 
+from collab.access import OriginPolicy, TokenVerifier
+from collab.config import Settings
+
+from ..support.tokens import mint
 from .artifacts import (
     COMPOSE_FILE,
     MAKE_CERTS,
@@ -111,6 +115,49 @@ def test_stop_grace_period_outlasts_the_drain(name: str) -> None:
     assert duration_seconds(service["stop_grace_period"]) > drain
     # An init process forwards SIGTERM and reaps; collab stays a child of it.
     assert service.get("init") is True
+
+
+@pytest.mark.parametrize("name", COLLAB_SERVICES)
+def test_collab_service_is_authenticated_as_shipped(name: str) -> None:
+    env = compose_env(_service(name))
+    settings = Settings.from_env(env)  # the dev secret passes collab's own checks
+    verifier = TokenVerifier.from_settings(settings)
+    assert verifier is not None and verifier.algorithms == ("HS256",)
+    # A token minted with the dev secret works on every instance alike.
+    for other in COLLAB_SERVICES:
+        assert compose_env(_service(other))["COLLAB_JWT_SECRET"] == settings.jwt_secret
+    token = mint(settings.jwt_secret, rooms=["compose-demo"])
+    assert verifier.authorize(token, "compose-demo").allows("compose-demo")
+    policy = OriginPolicy.parse(settings.allowed_origins)
+    assert policy.checking and not policy.any_origin
+    assert policy.allows("http://localhost:5173", settings.require_origin)
+    assert not policy.allows("https://evil.example", settings.require_origin)
+    # Non-browser clients (bots, the Python demo) send no Origin.
+    assert policy.allows(None, settings.require_origin)
+    # The README tells developers this very secret.
+    assert settings.jwt_secret in (REPO / "README.md").read_text(encoding="utf-8")
+
+
+def _log_formats() -> dict[str, str]:
+    text = NGINX_CONF.read_text()
+    return {m[1]: m[2] for m in re.finditer(r"^\s*log_format\s+(\w+)\s+(.*?);", text, re.M | re.S)}
+
+
+def test_nginx_logs_no_query_string() -> None:
+    formats = _log_formats()
+    assert formats, "no log_format: nginx's default one logs $request, query included"
+    for fmt in formats.values():
+        variables = set(re.findall(r"\$(\w+)", fmt))
+        assert "uri" in variables
+        leaky = {"request", "request_uri", "args", "query_string", "is_args", "http_referer",
+                 "request_body", "http_sec_websocket_protocol", "http_cookie"}
+        assert not variables & leaky, variables & leaky
+        assert not any(v.startswith("arg_") for v in variables)
+    logs = _nginx_directives("access_log")
+    assert logs and all(len(d.split()) >= 2 and d.split()[1] in formats for d in logs), logs
+    # Error lines quote the request line verbatim: only crit and above.
+    (error_log,) = _nginx_directives("error_log")
+    assert error_log.split()[-1] in ("crit", "alert", "emerg")
 
 
 def _nginx_directives(name: str) -> list[str]:

@@ -9,7 +9,9 @@ service names -> 127.0.0.1, which the dev certificate also covers), plus a
 1 s drain to keep the test short. Two
 clients that nginx sends to different instances must see each other's edits,
 which needs every piece of the wiring: TLS, the CA path, the password kept
-apart from the URL, the upstreams, the WebSocket upgrade headers.
+apart from the URL, the upstreams, the WebSocket upgrade headers. The clients
+carry tokens minted with compose's development JWT secret in ``?token=``, as
+a browser would, and no log line of nginx or collab may contain them.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import pytest
 import redis
 
 from ..support.postgres_server import PostgresServer
+from ..support.tokens import mint, with_token
+from ..support.waiting import wait_until
 from .artifacts import MAKE_CERTS, NGINX_CONF, REPO, compose, compose_env, option, require_tool
 from .serverproc import (
     ServerProcess,
@@ -170,8 +174,22 @@ async def _connections(server: ServerProcess) -> float:
     return float(values[0]) if values else 0.0
 
 
+def _dev_token(room_pattern: str) -> str:
+    """What the application would hand its browser clients in development."""
+    secret = compose_env(compose()["services"]["collab-1"])["COLLAB_JWT_SECRET"]
+    return mint(secret, rooms=[room_pattern])
+
+
+def _assert_no_token_logged(stack: dict[str, ServerProcess], token: str) -> None:
+    signature = token.rsplit(".", 1)[1]
+    for name, server in stack.items():
+        output = server.output()
+        assert token not in output and signature not in output, f"{name} logged the token"
+
+
 async def test_two_instances_behind_nginx_share_a_room(stack: dict[str, ServerProcess]) -> None:
     one, two, nginx = stack["collab-1"], stack["collab-2"], stack["nginx"]
+    token = _dev_token("compose/*")
     # Both instances ready (store and TLS Redis ok) before nginx sees them,
     # so no failed connect marks an upstream down.
     for server in (one, two):
@@ -180,7 +198,7 @@ async def test_two_instances_behind_nginx_share_a_room(stack: dict[str, ServerPr
     nginx.start()
     await nginx.wait_status("/healthz", 200)
 
-    url = f"{nginx.ws_base}/compose/room"
+    url = with_token(f"{nginx.ws_base}/compose/room", token)
     a = await YClient.connect(url)
     b = await YClient.connect(url)
     await a.handshake()
@@ -211,6 +229,10 @@ async def test_two_instances_behind_nginx_share_a_room(stack: dict[str, ServerPr
     assert len(closes) == 1 and closes[0][0] == 1001 and closes[0][1], closes
     await a.close()
     await b.close()
+    # nginx logs a WebSocket when it ends: both handshakes, path only.
+    await wait_until(lambda: nginx.output().count("GET /compose/room HTTP/1.1") == 2,
+                     timeout=10, what="nginx access lines for both sockets")
+    _assert_no_token_logged(stack, token)
 
 
 async def test_readme_snippet_runs_against_the_stack(stack: dict[str, ServerProcess]) -> None:

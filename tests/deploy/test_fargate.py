@@ -1,6 +1,7 @@
 """deploy/fargate/collab.yaml: cfn-lint clean, and wired the way the server
 needs it (health path, ping vs. idle timeout, TLS + AUTH Redis, drain vs.
-stop timeout and deregistration delay, least-privilege secrets and networks)."""
+stop timeout and deregistration delay, least-privilege secrets and networks,
+JWT secret, allowed origins, the private operational port)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from collab.access import OriginPolicy, TokenVerifier
 from collab.config import Settings
 
 from .artifacts import (
@@ -48,6 +50,14 @@ def _secrets() -> dict[str, Any]:
     return {s["Name"]: s["ValueFrom"] for s in _container()["Secrets"]}
 
 
+def _port_mappings() -> dict[str, int]:
+    return {m["Name"]: m["ContainerPort"] for m in _container()["PortMappings"]}
+
+
+def _metrics_port() -> int:
+    return int(_environment()["COLLAB_METRICS_PORT"])
+
+
 def _parameter_default(name: str) -> Any:
     return template()["Parameters"][name]["Default"]
 
@@ -73,8 +83,7 @@ def test_target_group_health_check_is_the_liveness_path() -> None:
     assert tg["TargetType"] == "ip"
     port = int(option(image().argv, "--port"))
     assert tg["Port"] == port
-    (mapping,) = _container()["PortMappings"]
-    assert mapping["ContainerPort"] == port
+    assert _port_mappings()["http"] == port
     (lb,) = _props("AWS::ECS::Service")["LoadBalancers"]
     assert lb["ContainerPort"] == port and lb["ContainerName"] == _container()["Name"]
 
@@ -85,6 +94,73 @@ def test_container_health_check_matches_the_image() -> None:
     assert check[1:] == image().healthcheck
     # And the image's command is what runs: no override in the task.
     assert "Command" not in _container() and "EntryPoint" not in _container()
+
+
+def test_health_check_goes_to_the_operational_port_only() -> None:
+    """COLLAB_METRICS_PORT is set; the ALB checks health there, and nothing
+    else of the ALB can reach that port: no target group or listener has it
+    as a traffic port, so a request path, however spelled, never gets there."""
+    metrics = _metrics_port()
+    public = int(option(image().argv, "--port"))
+    assert metrics != public and 1024 <= metrics <= 65535
+    assert Settings.from_env({"COLLAB_METRICS_PORT": str(metrics)}).metrics_port == metrics
+    tg = _props("AWS::ElasticLoadBalancingV2::TargetGroup")
+    assert tg["HealthCheckPort"] == str(metrics)
+    assert _port_mappings() == {"http": public, "metrics": metrics}
+    for res in resources_of_type("AWS::ElasticLoadBalancingV2::TargetGroup").values():
+        assert res["Properties"]["Port"] == public
+    (lb,) = _props("AWS::ECS::Service")["LoadBalancers"]
+    assert lb["ContainerPort"] == public
+    listeners = [r["Properties"] for r in
+                 resources_of_type("AWS::ElasticLoadBalancingV2::Listener").values()]
+    for listener in listeners:
+        for action in listener["DefaultActions"]:
+            assert action["Type"] in ("forward", "redirect")
+            if action["Type"] == "forward":
+                assert action["TargetGroupArn"] == ref("TargetGroup")
+    for rule in resources_of_type("AWS::ElasticLoadBalancingV2::ListenerRule").values():
+        for action in rule["Properties"]["Actions"]:
+            assert action["Type"] != "forward", "a rule forwarding elsewhere"
+
+
+def test_jwt_secret_comes_from_secrets_manager() -> None:
+    assert "COLLAB_JWT_SECRET" not in _environment(), "a secret in plain Environment"
+    secret = _secrets()["COLLAB_JWT_SECRET"]
+    assert secret == {"Fn::If": ["CreateJwtSecret", ref("JwtSecret"), ref("JwtSecretArn")]}
+    assert template()["Conditions"]["CreateJwtSecret"] == {
+        "Fn::Equals": [ref("JwtSecretArn"), ""]}
+    generated = template()["Resources"]["JwtSecret"]
+    assert generated["Type"] == "AWS::SecretsManager::Secret"
+    assert generated["Condition"] == "CreateJwtSecret"
+    generate = generated["Properties"]["GenerateSecretString"]
+    # Long enough for collab's HS256 minimum, and nothing to escape.
+    assert generate["PasswordLength"] >= 32
+    assert generate["ExcludePunctuation"] is True and generate["IncludeSpace"] is False
+    TokenVerifier.from_secret("A1" * (generate["PasswordLength"] // 2))
+    assert template()["Outputs"]["JwtSecretArnInUse"]["Value"] == secret
+    # An existing secret is named by its full ARN (the execution role names it exactly).
+    pattern = template()["Parameters"]["JwtSecretArn"]["AllowedPattern"]
+    assert re.fullmatch(pattern, "")
+    assert re.fullmatch(pattern, "arn:aws:secretsmanager:eu-west-1:123456789012:secret:jwt-AbC")
+    assert not re.fullmatch(pattern, "jwt-signing-key")
+
+
+def test_jwt_audience_and_issuer_are_parameters() -> None:
+    env = _environment()
+    assert env["COLLAB_JWT_AUDIENCE"] == ref("JwtAudience")
+    assert env["COLLAB_JWT_ISSUER"] == ref("JwtIssuer")
+    for name in ("JwtAudience", "JwtIssuer"):
+        assert _parameter_default(name) == ""  # empty: not checked, as in collab
+
+
+def test_allowed_origins_is_a_required_parameter() -> None:
+    assert _environment()["COLLAB_ALLOWED_ORIGINS"] == ref("AllowedOrigins")
+    param = template()["Parameters"]["AllowedOrigins"]
+    assert "Default" not in param and param["MinLength"] == 1
+    # The example in its description is a value collab accepts.
+    match = re.search(r"e\.g\. (\S+)", param["Description"])
+    assert match is not None
+    assert OriginPolicy.parse(match[1]).allows("https://app.example.com", False)
 
 
 def test_alb_idle_timeout_exceeds_ping_interval() -> None:
@@ -246,6 +322,9 @@ def test_security_groups_allow_only_the_needed_flows() -> None:
         ("LoadBalancerSecurityGroup", "in", 80, "0.0.0.0/0"),
         ("LoadBalancerSecurityGroup", "out", 1234, "TaskSecurityGroup"),
         ("TaskSecurityGroup", "in", 1234, "LoadBalancerSecurityGroup"),
+        # Health checks to the operational port (see the test above).
+        ("LoadBalancerSecurityGroup", "out", _metrics_port(), "TaskSecurityGroup"),
+        ("TaskSecurityGroup", "in", _metrics_port(), "LoadBalancerSecurityGroup"),
         ("TaskSecurityGroup", "out", 6379, "RedisSecurityGroup"),
         ("TaskSecurityGroup", "out", 5432, "DatabaseSecurityGroup"),
         ("TaskSecurityGroup", "out", 5432, "{'Ref': 'ExistingDatabaseCidr'}"),

@@ -16,6 +16,7 @@
 //
 // Commands (besides "id" and "cmd"; *_ms are milliseconds):
 //   ping                                   -> "pong"
+//   mint {secret, claims?, expires_in_s?}  -> an HS256 JWT (tests/js/mint.mjs, node:crypto)
 //   connect {handle, url, room, params?, protocols?, headers?, ca_file?, cert_file?,
 //            key_file?, reject_unauthorized?, reconnect?, max_backoff_ms?,
 //            resync_interval_ms?, wait? (false: don't wait for sync), timeout_ms?,
@@ -71,6 +72,8 @@ import WebSocket from 'ws'
 import { WebsocketProvider } from 'y-websocket'
 import * as authProtocol from 'y-protocols/auth'
 import * as Y from 'yjs'
+
+import { mintToken } from './mint.mjs'
 
 // Libraries log with console.log; stdout is reserved for the protocol.
 console.log = console.error
@@ -566,6 +569,7 @@ async function cmdExit () {
 
 const commands = {
   ping: () => 'pong',
+  mint: (msg) => mintToken(msg.secret, msg.claims ?? {}, { expiresIn: msg.expires_in_s ?? 300 }),
   connect: cmdConnect,
   hocuspocus_socket: cmdHocuspocusSocket,
   close_socket: cmdCloseSocket,
