@@ -35,6 +35,7 @@ from .server import CollabServer
 from .stores import Store, store_from_url
 from .stores.writer import Writer
 from .transport.endpoint import SocketEndpoint
+from .transport.gates import Gate
 from .ywebsocket import YWebsocketSession
 
 log = logging.getLogger("collab.app")
@@ -122,8 +123,11 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None,
             stack.push_async_callback(monitors.stop)
             yield
 
+    # Checked before the upgrade, in order (transport/gates.py).
+    gates: list[Gate] = []
+
     def endpoint(session_cls: Any) -> SocketEndpoint:
-        return SocketEndpoint(server, runner, metrics, session_cls)
+        return SocketEndpoint(server, runner, metrics, session_cls, gates)
 
     routes = [
         Route(s.health_path, healthz),

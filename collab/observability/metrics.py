@@ -76,6 +76,9 @@ class Metrics:
         self.rejected = Counter(
             "collab_frames_rejected", "Frames rejected, by reason", ("endpoint", "reason"),
             registry=r)
+        self.handshakes_refused = Counter(
+            "collab_handshakes_refused", "WebSocket handshakes refused before the upgrade "
+            "(origin, connection limit, connect rate)", ("endpoint", "reason"), registry=r)
         self.auth_denials = Counter(
             "collab_auth_denied", "Connections denied by authenticate", ("endpoint",),
             registry=r)
@@ -154,6 +157,9 @@ class Metrics:
 
     def frame_rejected(self, endpoint: str, reason: str) -> None:
         self.rejected.labels(endpoint, reason).inc()
+
+    def handshake_refused(self, endpoint: str, reason: str) -> None:
+        self.handshakes_refused.labels(endpoint, reason).inc()
 
     def auth_denied(self, endpoint: str) -> None:
         self.auth_denials.labels(endpoint).inc()

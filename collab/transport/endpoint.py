@@ -3,6 +3,7 @@ non-function endpoints through as ASGI apps)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from starlette.types import Receive, Scope, Send
@@ -10,6 +11,7 @@ from starlette.types import Receive, Scope, Send
 from ..hooks import HookRunner
 from ..observability.metrics import Metrics
 from .connection import CONN_ID_SCOPE_KEY, DIRECT_SCOPE_KEY, Connection, new_connection_id
+from .gates import Gate, first_refusal, refuse
 
 if TYPE_CHECKING:
     from ..server import CollabServer
@@ -27,17 +29,24 @@ class SessionClass(Protocol):
 
 
 class SocketEndpoint:
-    """Gives each socket its :class:`Connection` and its protocol's session."""
+    """Runs the handshake's gates, then gives each socket its
+    :class:`Connection` and its protocol's session."""
 
     def __init__(self, server: CollabServer, hooks: HookRunner, metrics: Metrics,
-                 session_cls: SessionClass) -> None:
+                 session_cls: SessionClass, gates: Sequence[Gate] = ()) -> None:
         self._server = server
+        self._gates = tuple(gates)
         self._hooks = hooks
         self._metrics = metrics
         self._session_cls = session_cls
         self._count_out = metrics.counter("out", session_cls.endpoint)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        refusal = first_refusal(self._gates, scope) if self._gates else None
+        if refusal is not None:
+            self._metrics.handshake_refused(self._session_cls.endpoint, refusal.label)
+            await refuse(refusal, scope, receive, send)
+            return
         s = self._server.settings
         # Under `collab serve` our uvicorn protocol has already given the id.
         conn_id = scope.get(CONN_ID_SCOPE_KEY) or new_connection_id()
