@@ -19,6 +19,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
+from .access.origins import OriginPolicy
+from .access.tokens import TokenVerifier
 from .backplane import Backplane, Replicator
 from .config import Settings
 from .hocuspocus import HocuspocusSession
@@ -35,7 +37,7 @@ from .server import CollabServer
 from .stores import Store, store_from_url
 from .stores.writer import Writer
 from .transport.endpoint import SocketEndpoint
-from .transport.gates import Gate
+from .transport.gates import Gate, OriginGate, PortGate
 from .ywebsocket import YWebsocketSession
 
 log = logging.getLogger("collab.app")
@@ -52,11 +54,13 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None,
     raises :class:`~collab.errors.ConfigError` naming the variable.
     """
     s = settings or Settings.from_env(os.environ)
-    runner = HookRunner(hooks if hooks is not None else load_hooks(s.hooks))
+    runner = HookRunner(hooks if hooks is not None else load_hooks(s.hooks),
+                        verifier=TokenVerifier.from_settings(s))
     if store is None:
         store = store_from_url(s.store_url, compact_threshold=s.compact_threshold)
     metrics = Metrics()
-    health = Health(Redactor(secrets_of(s.redis.password, s.redis.url, s.store_url)))
+    health = Health(Redactor(secrets_of(s.redis.password, s.redis.url, s.store_url,
+                                        s.jwt_secret)))
     store_report = StoreReport(health, metrics, store.name)
 
     if backplane is None and s.redis.url:
@@ -66,7 +70,7 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None,
     replicator = None
     if backplane is not None:
         invalid = metrics.backplane_events.labels("invalid")
-        replicator = Replicator(backplane, prefix=s.redis.prefix, instance_id=s.instance_id,
+        replicator = Replicator(backplane, prefix=s.redis.namespace, instance_id=s.instance_id,
                                 on_invalid=invalid.inc)
 
     async def stored(room: str, size: int) -> None:
@@ -91,17 +95,28 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None,
                         loop_lag_fail=s.loop_lag_fail,
                         store_check_interval=s.store_check_interval)
 
+    def operational(request: Request) -> bool:
+        """With COLLAB_METRICS_PORT, metrics and the detailed readiness are
+        served on that port only (the public one sits behind the ALB)."""
+        server_addr = request.scope.get("server")
+        return not s.metrics_port or (server_addr is not None and server_addr[1] == s.metrics_port)
+
     async def healthz(request: Request) -> Response:
         return JSONResponse(monitors.liveness())
 
     async def readyz(request: Request) -> Response:
+        code = 200 if health.ready else 503
+        if not operational(request):
+            return JSONResponse({"status": health.report()["status"]}, status_code=code)
         report = health.report()
         # Which process answered: with --workers N, tests and operators can tell them apart.
         report["instance"] = s.instance_id
         report["pid"] = os.getpid()
-        return JSONResponse(report, status_code=200 if health.ready else 503)
+        return JSONResponse(report, status_code=code)
 
     async def metrics_endpoint(request: Request) -> Response:
+        if not operational(request):
+            return Response("Not Found", status_code=404, media_type="text/plain")
         metrics.active_rooms.set(len(rooms))
         return Response(metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
@@ -112,6 +127,7 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None,
         # the backplane is still up), then the backplane, then the hook calls
         # still running. The backplane never raises for an unreachable Redis:
         # that is logged with the cause, readiness fails, and it is retried.
+        warn_if_open(s, runner, origins)
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(runner.aclose)
             if replicator is not None:
@@ -124,7 +140,12 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None,
             yield
 
     # Checked before the upgrade, in order (transport/gates.py).
+    origins = OriginPolicy.parse(s.allowed_origins)
     gates: list[Gate] = []
+    if s.metrics_port:
+        gates.append(PortGate(s.metrics_port))
+    if origins.checking:
+        gates.append(OriginGate(origins, require_origin=s.require_origin))
 
     def endpoint(session_cls: Any) -> SocketEndpoint:
         return SocketEndpoint(server, runner, metrics, session_cls, gates)
@@ -143,3 +164,16 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None,
     app.state.replicator = replicator
     app.state.hooks = runner.hooks
     return app
+
+
+def warn_if_open(settings: Settings, runner: HookRunner, origins: OriginPolicy) -> None:
+    """One loud line at start for each guard left off (secure by default is
+    the deployments' job; a laptop run must still be able to start)."""
+    if not runner.checks_access:
+        log.warning("no authentication configured (COLLAB_JWT_SECRET, COLLAB_JWT_PUBLIC_KEY or "
+                    "an authenticate hook in COLLAB_HOOKS): anyone can read and write every room")
+    if origins.checking:
+        log.info("WebSocket handshakes accepted from: %s", origins.describe())
+    else:
+        log.warning("COLLAB_ALLOWED_ORIGINS is not set: no Origin check, any web page may open a "
+                    "socket here (cross-site WebSocket hijacking); set it to your app's origins")

@@ -108,9 +108,28 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
     )
 
 
-def _worker(settings: Settings, sock: socket.socket) -> None:
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket for uvicorn (shared by workers: inheritable)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def sockets_for(settings: Settings) -> list[socket.socket]:
+    """The public port, and the operational one when ``COLLAB_METRICS_PORT``
+    is set: one server, one app, which tells them apart by the local port."""
+    socks = [listen(settings.host, settings.port)]
+    if settings.metrics_port:
+        socks.append(listen(settings.host, settings.metrics_port))
+    return socks
+
+
+def _worker(settings: Settings, socks: list[socket.socket]) -> None:
     logs.configure(settings.log_format, settings.log_level)
-    DrainingServer(uvicorn_config(settings)).run(sockets=[sock])
+    DrainingServer(uvicorn_config(settings)).run(sockets=socks)
 
 
 def run_workers(settings: Settings, metrics_dir: str | None = None) -> int:
@@ -124,15 +143,11 @@ def run_workers(settings: Settings, metrics_dir: str | None = None) -> int:
     if not settings.redis.url:
         log.warning("--workers > 1 without COLLAB_REDIS_URL: workers will not share rooms")
     ctx = multiprocessing.get_context("spawn")
-    sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((settings.host, settings.port))
-    sock.listen(2048)
-    sock.set_inheritable(True)
+    socks = sockets_for(settings)
     procs = []
     for i in range(settings.workers):
         worker_settings = settings.replace(instance_id=f"{settings.instance_id}-w{i}")
-        proc = ctx.Process(target=_worker, args=(worker_settings, sock), daemon=False)
+        proc = ctx.Process(target=_worker, args=(worker_settings, socks), daemon=False)
         proc.start()
         procs.append(proc)
     log.info("started %d workers on %s:%d", len(procs), settings.host, settings.port)
@@ -182,5 +197,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _serve(settings: Settings) -> int:
     server = DrainingServer(uvicorn_config(settings))
-    server.run()
+    if settings.metrics_port:
+        socks = sockets_for(settings)
+        log.info("serving on %s:%d; health, readiness and metrics on port %d",
+                 settings.host, settings.port, settings.metrics_port)
+        server.run(sockets=socks)
+    else:
+        server.run()
     return 0 if server.started else 1

@@ -21,6 +21,7 @@ import websockets
 from pycrdt import Doc, Text
 
 from .backoff import backoff_delay
+from .observability.redact import redact_url
 from .wire import awareness as aw
 from .wire import ywebsocket as p
 
@@ -94,7 +95,7 @@ class YClient:
                         if isinstance(frame, bytes):
                             await self._handle(frame)
             except (OSError, websockets.WebSocketException) as exc:
-                log.debug("connection to %s ended: %s", self.url, exc)
+                log.debug("connection to %s ended: %s", redact_url(self.url), exc)
             finally:
                 ws_ = self._ws
                 self._ws = None

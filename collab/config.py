@@ -37,7 +37,7 @@ class RedisSettings:
 
     url: str = ""
     username: str = ""
-    password: str = ""
+    password: str = field(default="", repr=False)
     ssl_ca_certs: str = ""
     ssl_certfile: str = ""
     ssl_keyfile: str = ""
@@ -47,8 +47,14 @@ class RedisSettings:
     # Connect/read timeout of Redis commands; a pub/sub link silent this long
     # past a PING is declared dead (a hung server keeps TCP open).
     socket_timeout: float = 5.0
+    # A payload larger than this goes through a short-lived key, with a small
+    # pointer published instead (backplane/redis_blobs.py); keep it well below
+    # Redis's pub/sub output-buffer limit (8 MB soft, 32 MB hard by default).
+    max_message_bytes: int = 1024 * 1024
 
     def __post_init__(self) -> None:
+        if self.max_message_bytes <= 0:
+            raise ConfigError("COLLAB_REDIS_MAX_MESSAGE_BYTES must be positive")
         if self.backoff_base <= 0 or self.backoff_cap < self.backoff_base:
             raise ConfigError("COLLAB_REDIS_BACKOFF_BASE must be > 0 and <= "
                               "COLLAB_REDIS_BACKOFF_CAP")
@@ -96,6 +102,19 @@ class RedisSettings:
     def address(self) -> str:
         parts = urlsplit(self.url)
         return f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
+
+    @property
+    def db(self) -> int:
+        """The database index of the URL (``/1``; 0 when absent)."""
+        path = urlsplit(self.url).path.strip("/")
+        return int(path) if path.isdigit() else 0
+
+    @property
+    def namespace(self) -> str:
+        """What every channel name starts with: the prefix and the database
+        index. Pub/sub ignores the database, so without the index two
+        deployments on ``/0`` and ``/1`` of one Redis would share rooms."""
+        return f"{self.prefix}:{self.db}"
 
 
 @dataclass(frozen=True)

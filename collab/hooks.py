@@ -8,12 +8,14 @@ denies the connection with 1011 rather than letting it in.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .access.tokens import RoomForbidden, TokenRejected, TokenVerifier
 from .config import check_hooks_spec
 from .errors import CloseCode, ConfigError
 from .rooms.room import Origin, PeerOrigin
@@ -131,13 +133,43 @@ class HookRunner:
     connection id and never takes the caller down. Fire-and-forget calls
     (``on_change``, which must not delay the edit) are owned tasks.
 
+    Authentication is the built-in JWT check (``verifier``, when
+    ``COLLAB_JWT_*`` is set) and then the ``authenticate`` hook, if any: both
+    must allow, and either may make the connection read-only.
+
     It is also a room observer: every update a local peer made becomes an
     ``on_change`` call.
     """
 
-    def __init__(self, hooks: Hooks) -> None:
+    def __init__(self, hooks: Hooks, verifier: TokenVerifier | None = None) -> None:
         self.hooks = hooks
+        self.verifier = verifier
         self._tasks = TaskSet("hooks")
+
+    @property
+    def checks_access(self) -> bool:
+        """False when anyone may read and write every room."""
+        return self.verifier is not None or self.hooks.authenticate is not None
+
+    async def authenticate(self, request: AuthRequest, *,
+                           extra: Mapping[str, str] | None = None) -> AuthResult:
+        readonly = False
+        if self.verifier is not None:
+            try:
+                readonly = self.verifier.authorize(request.token, request.room).readonly
+            except (TokenRejected, RoomForbidden) as exc:
+                return AuthResult(False, code=exc.code, reason=exc.reason)
+        hook = self.hooks.authenticate
+        if hook is None:
+            return AuthResult.allow(readonly=readonly)
+        try:
+            result = await hook(request)
+        except Exception:
+            log.exception("authenticate hook failed", extra=dict(extra or {}))
+            return AuthResult(False, code=CloseCode.INTERNAL, reason="authentication failed")
+        if readonly and result.allowed and not result.readonly:
+            result = dataclasses.replace(result, readonly=True)
+        return result
 
     async def run(self, hook: Callable[[Any], Awaitable[None]] | None, event: Any) -> None:
         """Await ``hook(event)`` (if set); its failure is logged, not raised."""

@@ -24,7 +24,6 @@ from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio import ConnectionPool, Redis
-from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from ..backoff import backoff_delay
@@ -32,7 +31,10 @@ from ..config import RedisSettings
 from ..errors import BackplaneError
 from ..observability.health import Health
 from ..observability.metrics import Metrics
+from ..tasks import TaskSet
+from . import redis_blobs as blobs
 from .base import Handler, ResubscribedCallback
+from .redis_cycle import Cycle
 from .redis_options import RedisOptions, explain
 
 log = logging.getLogger("collab.backplane.redis")
@@ -49,45 +51,6 @@ STABLE_AFTER = 1.0
 _LINK_ERRORS = (RedisError, OSError, BackplaneError, TimeoutError)
 
 
-class _Cycle:
-    """State of one connection cycle (one pool, one pub/sub connection)."""
-
-    def __init__(self, pool: ConnectionPool, client: Redis, pubsub: PubSub) -> None:
-        self.pool = pool
-        self.client = client
-        self.pubsub = pubsub
-        self.failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.confirms: dict[str, asyncio.Future[None]] = {}
-
-    def fail(self, exc: BaseException) -> None:
-        if not self.failed.done():
-            self.failed.set_exception(exc)
-        # Subscribers waiting for a confirmation stop waiting: the next cycle
-        # subscribes their channels again, then anti-entropy runs.
-        for fut in self.confirms.values():
-            if not fut.done():
-                fut.set_result(None)
-
-    async def close(self) -> None:
-        """Close every connection of the cycle (idempotent; dead ones too)."""
-        steps = (self._close_pubsub_connection, self.pubsub.aclose, self.client.aclose,
-                 self.pool.disconnect)
-        for step in steps:
-            try:
-                await step()
-            except Exception as exc:  # a dead connection may fail to close in any way
-                log.debug("redis backplane: closing a dead connection: %r", exc)
-
-    async def _close_pubsub_connection(self) -> None:
-        # PubSub.aclose() only starts closing its socket (so that a reader
-        # still on it cannot deadlock it); our listener is gone by now, so wait
-        # for the close to finish: over TLS that is a close_notify exchange,
-        # and a cycle must not leave it half-done behind it.
-        conn = self.pubsub.connection
-        if conn is not None:
-            await conn.disconnect()
-
-
 class RedisBackplane:
     name = "redis"
 
@@ -96,14 +59,14 @@ class RedisBackplane:
         self.options = options
         self.health = health if health is not None else Health()
         self._events = events
-        self.control_channel = f"{options.prefix}:backplane"
+        self.control_channel = f"{options.namespace}:backplane"
         self._handlers: dict[str, Handler] = {}
         self._callbacks: list[ResubscribedCallback] = []
         self._queue: deque[tuple[str, bytes]] = deque()
         self._wake = asyncio.Event()
         self._sub_lock = asyncio.Lock()
-        self._cycle: _Cycle | None = None
-        self._last_cycle: _Cycle | None = None
+        self._cycle: Cycle | None = None
+        self._last_cycle: Cycle | None = None
         self._connected = False
         self._supervisor: asyncio.Task[None] | None = None
         self._first_outcome = asyncio.Event()
@@ -111,6 +74,7 @@ class RedisBackplane:
         self._dropped = 0
         self._overflowed = False
         self._resync_tasks: set[asyncio.Task[None]] = set()
+        self._fetches = TaskSet("redis backplane fetches")
         self.connects = 0
         self.last_error = ""
 
@@ -161,6 +125,7 @@ class RedisBackplane:
             self._last_cycle = None
         for task in list(self._resync_tasks):
             task.cancel()
+        await self._fetches.aclose()
         self._connected = False
 
     async def subscribe(self, channel: str, handler: Handler) -> None:
@@ -256,7 +221,7 @@ class RedisBackplane:
     async def _run_cycle(self, attempt: int) -> None:
         pool = ConnectionPool(**self.options.connection_kwargs())
         client: Redis = Redis(connection_pool=pool)
-        cycle = self._last_cycle = _Cycle(pool, client, client.pubsub())
+        cycle = self._last_cycle = Cycle(pool, client, client.pubsub())
         try:
             await client.ping()  # TCP, TLS handshake, AUTH: the misconfigurations fail here
             self.health.set_ok(LINK, url=self.options.safe_url, attempt=0, retry_in=None)
@@ -288,7 +253,7 @@ class RedisBackplane:
         finally:
             await cycle.close()
 
-    async def _subscribe_all(self, cycle: _Cycle) -> None:
+    async def _subscribe_all(self, cycle: Cycle) -> None:
         channels = [self.control_channel, *self._handlers]
         await cycle.pubsub.subscribe(*channels)
         pending = set(channels)
@@ -322,7 +287,7 @@ class RedisBackplane:
 
     # -- the three loops of a cycle ------------------------------------------------
 
-    async def _listen(self, cycle: _Cycle) -> None:
+    async def _listen(self, cycle: Cycle) -> None:
         """One loop reads everything and fans out; PINGs detect a hung server."""
         loop = asyncio.get_running_loop()
         timeout = self.options.socket_timeout
@@ -342,13 +307,18 @@ class RedisBackplane:
                 last_ping = now
                 await cycle.pubsub.ping()
 
-    def _dispatch(self, cycle: _Cycle, msg: dict[str, Any]) -> None:
+    def _dispatch(self, cycle: Cycle, msg: dict[str, Any]) -> None:
         kind = msg["type"]
         if kind == "message":
-            handler = self._handlers.get(_channel(msg))
+            channel = _channel(msg)
+            handler = self._handlers.get(channel)
             if handler is None:
                 return  # unsubscribed meanwhile
             self._count("receive")
+            key = blobs.pointed_key(msg["data"])
+            if key is not None:
+                self._fetches.spawn(self._fetch(cycle, channel, key), name=f"fetch {key}")
+                return
             try:
                 handler(msg["data"])
             except Exception:
@@ -360,7 +330,28 @@ class RedisBackplane:
             if fut is not None and not fut.done():
                 fut.set_result(None)
 
-    async def _publish_loop(self, cycle: _Cycle) -> None:
+    async def _fetch(self, cycle: Cycle, channel: str, key: str) -> None:
+        """Read a large payload whose pointer arrived, and hand it on."""
+        try:
+            data: bytes | None = await cycle.client.get(key)  # type: ignore[assignment]
+        except _LINK_ERRORS as exc:
+            cycle.fail(exc)  # the supervisor reconnects; anti-entropy recovers it
+            return
+        handler = self._handlers.get(channel)
+        if handler is None:
+            return
+        if data is None:
+            log.error("redis backplane: a large message on %r expired before it was read; "
+                      "resyncing", channel)
+            self._spawn_resync()
+            return
+        try:
+            handler(data)
+        except Exception:
+            self._count("error")
+            log.exception("redis backplane: handler for %r failed", channel)
+
+    async def _publish_loop(self, cycle: Cycle) -> None:
         queue = self._queue
         while True:
             if not queue:
@@ -372,8 +363,16 @@ class RedisBackplane:
                 self._wake.clear()
                 continue
             batch = [queue.popleft() for _ in range(min(MAX_BATCH, len(queue)))]
+            limit = self.options.max_message_bytes
             async with cycle.client.pipeline(transaction=False) as pipe:
                 for channel, payload in batch:
+                    if len(payload) > limit:
+                        # Never published whole: it would pass the subscribers'
+                        # pub/sub output buffer (see redis_blobs).
+                        key = blobs.new_key(self.options.namespace)
+                        pipe.set(key, payload, px=blobs.BLOB_TTL_MS)
+                        payload = blobs.pointer(key)
+                        self._count("large")
                     pipe.publish(channel, payload)
                 await pipe.execute()
             self._count("publish", len(batch))

@@ -1,7 +1,9 @@
 """Rooms shared between instances through a :class:`~collab.backplane.Backplane`.
 
 The replicator knows rooms and the message format, not Redis. While a room is
-loaded it is subscribed to ``<prefix>:room:<name>``:
+loaded it is subscribed to ``<prefix>:<db>:room:<name>`` (``prefix`` is
+the Redis settings' namespace: the database index keeps two deployments on
+one Redis apart):
 
 - outbound: every update, awareness change and stateless message whose origin
   is a local peer is published (a change that came from the backplane carries

@@ -37,7 +37,7 @@ from ..transport.connection import CloseRecord
 _MULTI = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-BACKPLANE_EVENTS = ("publish", "receive", "error", "reconnect")
+BACKPLANE_EVENTS = ("publish", "receive", "error", "reconnect", "dropped", "large", "invalid")
 
 # direction, endpoint -> frame type -> [frames, bytes]
 Tally = dict[str, list[int]]
@@ -92,7 +92,9 @@ class Metrics:
         self.store_errors = Counter(
             "collab_store_errors", "Failed store operations", ("op",), registry=r)
         self.backplane_events = Counter(
-            "collab_backplane_events", "Backplane publishes, receives, errors, reconnects",
+            "collab_backplane_events",
+            "Backplane publishes, receives, errors, reconnects, drops, large messages sent "
+            "through a key, invalid messages",
             ("event",), registry=r)
         self.loop_lag = _gauge("collab_event_loop_lag_seconds",
                                "Event loop scheduling delay (last sample)", (), r, "livemax")

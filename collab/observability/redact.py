@@ -30,6 +30,8 @@ _SECRET_PAIR = re.compile(
 _SECRET_HEADER = re.compile(
     r"(?im)^(< (?:authorization|cookie|sec-websocket-protocol|x-api-key): ).*$")
 
+_REQUEST_LINE = re.compile(r"(?m)^(< GET )(\S+)( HTTP/)")
+
 # Shorter literals are not scrubbed: replacing every "pw" in a message would
 # garble it (URL and key=value forms still are).
 _MIN_LITERAL = 4
@@ -46,7 +48,9 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
 
 
 def redact_headers(text: str) -> str:
-    """A handshake trace with credential-carrying headers masked."""
+    """A handshake trace with credential-carrying headers and the request
+    line's token parameters masked."""
+    text = _REQUEST_LINE.sub(lambda m: m[1] + redact_url(m[2]) + m[3], text)
     return _SECRET_HEADER.sub(r"\1***", redact(text))
 
 

@@ -20,6 +20,7 @@ from typing import Protocol
 
 from starlette.types import Receive, Scope, Send
 
+from ..access.origins import OriginPolicy
 from ..observability.redact import redact_url
 
 log = logging.getLogger("collab.gates")
@@ -75,3 +76,43 @@ async def refuse(refusal: Refusal, scope: Scope, receive: Receive, send: Send) -
     await send({"type": "websocket.http.response.start", "status": refusal.status,
                 "headers": headers})
     await send({"type": "websocket.http.response.body", "body": body})
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    """The first value of a request header (``name`` lower-case), or None."""
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+class OriginGate:
+    """403 for a browser handshake from a page whose Origin is not allowed
+    (CSWSH: any page can open a socket to ``ws://127.0.0.1:1234`` and ride the
+    user's cookies). A request without Origin is not a browser's; it passes
+    unless ``require_origin``."""
+
+    def __init__(self, policy: OriginPolicy, *, require_origin: bool) -> None:
+        self._policy = policy
+        self._require = require_origin
+
+    def admit(self, scope: Scope) -> Refusal | None:
+        origin = header(scope, b"origin")
+        if self._policy.allows(origin, self._require):
+            return None
+        why = "no Origin header" if origin is None else "Origin not allowed"
+        return Refusal(403, f"{why} (COLLAB_ALLOWED_ORIGINS)", "origin")
+
+
+class PortGate:
+    """No WebSocket on the operational port (``COLLAB_METRICS_PORT``): it
+    serves health, readiness and metrics only."""
+
+    def __init__(self, ops_port: int) -> None:
+        self._port = ops_port
+
+    def admit(self, scope: Scope) -> Refusal | None:
+        server = scope.get("server")
+        if server is not None and server[1] == self._port:
+            return Refusal(404, "the operational port serves no WebSocket", "ops_port")
+        return None

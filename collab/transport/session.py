@@ -22,6 +22,7 @@ from ..hooks import AuthRequest, AuthResult, ConnectEvent, HookRunner
 from ..observability.metrics import Metrics
 from ..rooms.room import Peer, Room
 from .connection import TRANSPORT_CLOSE, Connection, Initiator, State
+from .gates import header
 
 if TYPE_CHECKING:
     from ..server import CollabServer
@@ -133,23 +134,19 @@ class Session:
         client = self.scope.get("client")
         extra: dict[str, Any] = {**self.extra, "endpoint": self.endpoint,
                                  "client": f"{client[0]}:{client[1]}" if client else "-"}
-        forwarded = _header(self.scope, b"x-forwarded-for")
+        forwarded = header(self.scope, b"x-forwarded-for")
         if forwarded is not None:
             extra["forwarded_for"] = forwarded
         # The path without the query: a token may ride in ?token=.
         log.info("connection opened", extra={**extra, "path": self.scope.get("path", "")})
 
     async def authenticate(self, room: str, token: str | None = None) -> AuthResult:
-        hook = self.hooks.hooks.authenticate
-        if hook is None:
+        """The built-in JWT check, then the authenticate hook (see HookRunner)."""
+        if not self.hooks.checks_access:
             return AuthResult.allow()
         request = AuthRequest(self.conn.id, room, self.token() if token is None else token,
                               self.headers, self.query)
-        try:
-            result = await hook(request)
-        except Exception:
-            log.exception("authenticate hook failed", extra=self.extra)
-            return AuthResult(False, code=CloseCode.INTERNAL, reason="authentication failed")
+        result = await self.hooks.authenticate(request, extra=self.extra)
         if not result.allowed:
             log.info("authentication denied: %s", result.reason, extra=self.extra)
             self.metrics.auth_denied(self.endpoint)
@@ -252,10 +249,3 @@ class Session:
                 "frames_out": s.frames_out, "bytes_out": s.bytes_out,
                 "last_frame": s.last_frame_type, "endpoint": self.endpoint})
             await self.hooks.run(self.hooks.hooks.on_disconnect, record)
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", []):
-        if key.lower() == name:
-            return str(value.decode("latin-1"))
-    return None

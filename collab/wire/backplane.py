@@ -21,7 +21,9 @@ kind           body
                back what the replier lacks
 =============  ===============================================================
 
-Lengths use lib0 varUint, as the Yjs protocols do. Decoding errors raise
+Lengths use lib0 varUint, as the Yjs protocols do. A payload starting with
+``0xff`` is no message: the Redis backplane's pointer to a large message
+(``collab.backplane.redis_blobs``), resolved before the replicator sees it. Decoding errors raise
 :class:`~collab.errors.BackplaneError`.
 """
 
