@@ -11,7 +11,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
 from .backplane import Backplane
@@ -106,14 +106,23 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None,
                     await replicator.stop()
                     await replicator.backplane.stop()
 
-    routes = [
+    hocuspocus = _SocketEndpoint(server, HocuspocusSession)
+    routes: list[BaseRoute] = [
         Route(settings.health_path, healthz),
         Route(settings.ready_path, readyz),
         Route(settings.metrics_path, metrics),
-        # Before the catch-all: the Hocuspocus path is not a room.
-        WebSocketRoute(settings.hocuspocus_path, _SocketEndpoint(server, HocuspocusSession)),
-        WebSocketRoute("/{room:path}", _SocketEndpoint(server, YWebsocketSession)),
+        # Before the catch-all: the Hocuspocus path is not a room. Like the
+        # Hocuspocus server, any path under it (ws://host/hocuspocus/doc) is the
+        # Hocuspocus endpoint: the document name travels in every frame.
+        WebSocketRoute(settings.hocuspocus_path, hocuspocus),
+        WebSocketRoute(settings.hocuspocus_path.rstrip("/") + "/{rest:path}", hocuspocus),
     ]
+    if settings.demo:
+        from .demo import demo_routes
+
+        # HTTP only: a WebSocket on /demo/x still reaches the room "demo/x".
+        routes += demo_routes(settings, auth=hooks.authenticate is not None)
+    routes.append(WebSocketRoute("/{room:path}", _SocketEndpoint(server, YWebsocketSession)))
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.collab = server
     return app

@@ -41,7 +41,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the server",
                            description=f"Every option is also the variable {ENV_PREFIX}<NAME>.")
     for f in dataclasses.fields(Settings):
-        serve.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None,
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            # A switch: `--demo` alone turns it on, `--no-demo` off (over the env).
+            serve.add_argument(flag, dest=f.name, default=None,
+                               action=argparse.BooleanOptionalAction,
+                               help=f"env {ENV_PREFIX}{f.name.upper()}")
+            continue
+        serve.add_argument(flag, dest=f.name, default=None,
                            help=f"env {ENV_PREFIX}{f.name.upper()}")
     return parser
 
@@ -49,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
 def settings_from(argv: Sequence[str] | None, environ: dict[str, str]) -> Settings:
     args = build_parser().parse_args(argv)
     types = {f.name: f.type for f in dataclasses.fields(Settings)}
-    overrides = {k: parse_value("--" + k.replace("_", "-"), types[k], v)
+    overrides = {k: v if isinstance(v, bool) else parse_value("--" + k.replace("_", "-"),
+                                                              types[k], v)
                  for k, v in vars(args).items() if k != "command" and v is not None}
     return Settings.from_env(environ, **overrides)
 
