@@ -17,9 +17,17 @@ const NAMES = ['Ada', 'Grace', 'Alan', 'Barbara', 'Edsger', 'Frances', 'Ken', 'M
 
 const $ = (id) => document.getElementById(id)
 
+// A colour per name, so that a person keeps theirs across reloads and two
+// names seldom share one.
+function colorFor (name) {
+  let hash = 0
+  for (const ch of name) hash = (hash * 31 + ch.codePointAt(0)) >>> 0
+  return COLORS[hash % COLORS.length]
+}
+
 function randomUser () {
   const name = `${NAMES[Math.floor(Math.random() * NAMES.length)]} ${Math.floor(Math.random() * 90 + 10)}`
-  return { name, color: COLORS[Math.floor(Math.random() * COLORS.length)] }
+  return { name, color: colorFor(name) }
 }
 
 // Per tab, so two tabs of one browser are two people.
@@ -127,6 +135,7 @@ async function main () {
   nameInput.value = user.name
   nameInput.addEventListener('input', () => {
     user.name = nameInput.value.trim() || 'anonymous'
+    user.color = colorFor(user.name)
     saveUser(user)
     awareness.setLocalStateField('user', userState(user))
   })
