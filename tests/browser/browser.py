@@ -106,10 +106,16 @@ class DemoPage:
         return list(await self.page.evaluate("() => window.__statusLog"))
 
     async def wait_status_seen(self, pattern: str, timeout: float = MS) -> str:
-        """The first status text matching the regex ``pattern``, seen so far or later."""
-        handle = await self.page.wait_for_function(
-            "(p) => window.__statusLog.find((t) => new RegExp(p).test(t))", arg=pattern,
-            timeout=timeout)
+        """The first status text matching the regex ``pattern`` (``.`` matches a
+        newline too), seen so far or later."""
+        try:
+            handle = await self.page.wait_for_function(
+                "(p) => window.__statusLog.find((t) => new RegExp(p, 's').test(t))", arg=pattern,
+                timeout=timeout)
+        except Exception as exc:
+            log = await self.status_log()
+            raise AssertionError(f"no status matched {pattern!r}; the first and last seen: "
+                                 f"{log[:5]} ... {log[-5:]}") from exc
         return str(await handle.json_value())
 
     async def events(self) -> list[dict[str, str]]:
