@@ -76,20 +76,21 @@ def demo_routes(settings: Settings, *, auth: bool) -> list[BaseRoute]:
             "root": base_of(request),
             "hocuspocus_path": settings.hocuspocus_path,
         }
-        return Response(json.dumps(body), media_type="application/json",
-                        headers=_SECURITY_HEADERS)
+        return Response(json.dumps(body), media_type="application/json", headers=_SECURITY_HEADERS)
 
     async def asset(request: Request) -> Response:
         name = request.path_params["name"]
         if name not in _ASSETS:  # a fixed list: no path from the request reaches the disk
             return Response("not found", status_code=404, media_type="text/plain")
-        return FileResponse(STATIC_DIR / name, media_type=_ASSETS[name],
-                            headers=_SECURITY_HEADERS)
+        return FileResponse(STATIC_DIR / name, media_type=_ASSETS[name], headers=_SECURITY_HEADERS)
 
     async def page(request: Request) -> Response:
         base = html.escape(base_of(request) + DEMO_PATH, quote=True)
-        return Response(page_template.replace(_BASE_MARKER, base), media_type="text/html",
-                        headers=_SECURITY_HEADERS)
+        return Response(
+            page_template.replace(_BASE_MARKER, base),
+            media_type="text/html",
+            headers=_SECURITY_HEADERS,
+        )
 
     return [
         Route(DEMO_PATH, home, methods=["GET"]),

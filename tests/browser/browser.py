@@ -71,8 +71,9 @@ class DemoPage:
         page.on("pageerror", lambda exc: self.errors.append(str(exc)))
 
     @classmethod
-    async def open(cls, browser: Browser, url: str, *, name: str | None = None,
-                   synced: bool = True) -> DemoPage:
+    async def open(
+        cls, browser: Browser, url: str, *, name: str | None = None, synced: bool = True
+    ) -> DemoPage:
         context = await browser.new_context(viewport={"width": 1000, "height": 560})
         demo = cls(await context.new_page())
         await demo.page.goto(url)
@@ -96,8 +97,9 @@ class DemoPage:
         try:
             await self.page.wait_for_selector(f'#status[data-state="{state}"]', timeout=timeout)
         except Exception as exc:
-            raise AssertionError(f"status never {state!r}: {await self.status()!r}; "
-                                 f"seen {await self.status_log()}") from exc
+            raise AssertionError(
+                f"status never {state!r}: {await self.status()!r}; seen {await self.status_log()}"
+            ) from exc
 
     async def status(self) -> str:
         return await self.page.inner_text("#status")
@@ -110,19 +112,24 @@ class DemoPage:
         newline too), seen so far or later."""
         try:
             handle = await self.page.wait_for_function(
-                "(p) => window.__statusLog.find((t) => new RegExp(p, 's').test(t))", arg=pattern,
-                timeout=timeout)
+                "(p) => window.__statusLog.find((t) => new RegExp(p, 's').test(t))",
+                arg=pattern,
+                timeout=timeout,
+            )
         except Exception as exc:
             log = await self.status_log()
-            raise AssertionError(f"no status matched {pattern!r}; the first and last seen: "
-                                 f"{log[:5]} ... {log[-5:]}") from exc
+            raise AssertionError(
+                f"no status matched {pattern!r}; the first and last seen: {log[:5]} ... {log[-5:]}"
+            ) from exc
         return str(await handle.json_value())
 
     async def events(self) -> list[dict[str, str]]:
         """The "what happened" panel, newest first: code (or "denied") and the text."""
-        return list(await self.page.eval_on_selector_all(
-            "#events .event",
-            "els => els.map(e => ({code: e.dataset.code, text: e.innerText}))"))
+        return list(
+            await self.page.eval_on_selector_all(
+                "#events .event", "els => els.map(e => ({code: e.dataset.code, text: e.innerText}))"
+            )
+        )
 
     async def wait_event(self, code: str, timeout: float = MS) -> str:
         await self.page.wait_for_selector(f'#events .event[data-code="{code}"]', timeout=timeout)
@@ -134,32 +141,43 @@ class DemoPage:
             ".cm-content .cm-line",
             "els => els.map(e => { const c = e.cloneNode(true);"
             " c.querySelectorAll('.cm-ySelectionCaret').forEach((x) => x.remove());"
-            " return c.textContent })")
+            " return c.textContent })",
+        )
         return "\n".join(lines)
 
     async def wait_text(self, expected: str, timeout: float = MS) -> None:
         try:
             await self.page.wait_for_function(
-                "(t) => window.collabDemo.text() === t", arg=expected, timeout=timeout)
+                "(t) => window.collabDemo.text() === t", arg=expected, timeout=timeout
+            )
         except Exception as exc:
             raise AssertionError(f"text never {expected!r}: {await self.text()!r}") from exc
         assert await self.editor_text() == expected
 
     async def remote_names(self) -> list[str]:
         """Names drawn over the remote cursors in the editor."""
-        return list(await self.page.eval_on_selector_all(
-            ".cm-ySelectionInfo", "els => els.map(e => e.textContent)"))
+        return list(
+            await self.page.eval_on_selector_all(
+                ".cm-ySelectionInfo", "els => els.map(e => e.textContent)"
+            )
+        )
 
     async def wait_remote_cursor(self, name: str, timeout: float = MS) -> None:
         await self.page.wait_for_function(
             "(n) => [...document.querySelectorAll('.cm-ySelectionInfo')]"
             ".some((e) => e.textContent === n && e.getBoundingClientRect().width > 0"
             " && getComputedStyle(e).opacity === '1')",
-            arg=name, timeout=timeout)
+            arg=name,
+            timeout=timeout,
+        )
 
     async def people(self) -> list[str]:
-        return [t.strip() for t in await self.page.eval_on_selector_all(
-            "#people .person", "els => els.map(e => e.textContent)")]
+        return [
+            t.strip()
+            for t in await self.page.eval_on_selector_all(
+                "#people .person", "els => els.map(e => e.textContent)"
+            )
+        ]
 
     # -- what a person does ------------------------------------------------
     async def type_at_line(self, line: int, text: str, delay_ms: float = 15) -> None:
@@ -184,7 +202,8 @@ class DemoPage:
         events = await self.page.evaluate(
             "() => window.collabDemo.session.events.filter((e) => e.kind === 'retry')"
             ".map((e) => ({attempt: e.attempt, ceiling: e.ceiling, delay: e.delay,"
-            " at: e.at.getTime()}))")
+            " at: e.at.getTime()}))"
+        )
         return list(reversed(events))
 
     async def screenshot(self, path: Path) -> Path:
@@ -205,7 +224,8 @@ async def side_by_side(browser: Browser, left: Path, right: Path, out: Path) -> 
         page = await context.new_page()
         await page.set_content(
             "<body style='margin:0;background:#9aa3ae;display:flex;gap:16px'>"
-            f"<img src='{src(left)}'><img src='{src(right)}'></body>")
+            f"<img src='{src(left)}'><img src='{src(right)}'></body>"
+        )
         await page.wait_for_function("() => [...document.images].every(i => i.complete)")
         await page.screenshot(path=str(out))
     finally:

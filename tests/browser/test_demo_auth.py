@@ -27,7 +27,8 @@ ENV = {"COLLAB_STORE_URL": "memory://", "COLLAB_HOOKS": "tests.core.hooks_fixtur
 
 
 async def test_ywebsocket_shows_4401_then_4403_then_connects(
-        tmp_path: Path, browser: Browser) -> None:
+    tmp_path: Path, browser: Browser
+) -> None:
     async with run_collab(tmp_path, env=ENV, args=["--demo"]) as srv:
         page = await DemoPage.open(browser, f"{srv.url}/demo/locked", name="Eve", synced=False)
         assert await page.page.is_visible("#token")

@@ -26,7 +26,8 @@ ENV = {"COLLAB_STORE_URL": "memory://"}
 
 
 async def test_two_protocols_type_concurrently_and_see_each_other(
-        tmp_path: Path, browser: Browser, artifact: Callable[[str], Path]) -> None:
+    tmp_path: Path, browser: Browser, artifact: Callable[[str], Path]
+) -> None:
     async with run_collab(tmp_path, env=ENV, args=["--demo"]) as srv:
         room = f"{srv.url}/demo/team/notes"
         a = await DemoPage.open(browser, room, name="Ada (y-websocket)")
@@ -59,7 +60,9 @@ async def test_two_protocols_type_concurrently_and_see_each_other(
         await h.page.fill("#name", "Hal 9000")
         await a.page.wait_for_function(
             "() => [...document.querySelectorAll('#people .person')]"
-            ".some((e) => e.textContent === 'Hal 9000')", timeout=15_000)
+            ".some((e) => e.textContent === 'Hal 9000')",
+            timeout=15_000,
+        )
         await h.page.focus(".cm-content")
         await h.page.keyboard.press("ArrowLeft")
         await a.wait_remote_cursor("Hal 9000")

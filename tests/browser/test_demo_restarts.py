@@ -11,6 +11,7 @@ demo/src/backoff.js) until the server is back.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,8 @@ async def _open_pair(browser: Browser, url: str) -> tuple[DemoPage, DemoPage]:
 
 
 async def test_sigterm_shows_1001_reconnects_and_loses_nothing(
-        tmp_path: Path, browser: Browser) -> None:
+    tmp_path: Path, browser: Browser
+) -> None:
     port = free_port()
     args = ["--demo"]
     async with run_collab(tmp_path, env=_env(tmp_path), args=args, port=port, name="first") as srv:
@@ -56,7 +58,8 @@ async def test_sigterm_shows_1001_reconnects_and_loses_nothing(
         assert reason_in(entry) == "server shutting down", entry
         assert "reconnects by itself" in entry  # words, not just a number
         seen = await page.wait_status_seen(
-            r"reconnecting in \d+\.\d s.*last close: 1001 server restarting “server shutting down”")
+            r"reconnecting in \d+\.\d s.*last close: 1001 server restarting “server shutting down”"
+        )
         assert seen, await page.status_log()
 
     # Typed while no server runs: kept in the page, sent once it is back.
@@ -88,6 +91,7 @@ async def test_sigkill_shows_1006_and_backs_off(tmp_path: Path, browser: Browser
         a, h = await _open_pair(browser, srv.url)
         await h.type_at_line(1, "written before the crash", delay_ms=0)
         await a.wait_text("written before the crash")
+        killed_at = {p: await p.page.evaluate("Date.now()") for p in (a, h)}
         await srv.kill()
 
     for page in (a, h):
@@ -96,18 +100,25 @@ async def test_sigkill_shows_1006_and_backs_off(tmp_path: Path, browser: Browser
         assert "crashed or was killed" in entry
         await page.wait_status_seen(r"reconnecting in \d+\.\d s.*last close: 1006 connection lost")
     # While nobody listens every attempt fails again, each after a longer wait.
-    await a.page.wait_for_function(
-        "() => window.collabDemo.session.events.filter((e) => e.kind === 'retry').length >= 4",
-        timeout=20_000)
     for page in (a, h):
-        retries = (await page.retries())[:4]
+        await page.page.wait_for_function(
+            "(t) => window.collabDemo.session.events"
+            ".filter((e) => e.kind === 'retry' && e.at.getTime() >= t).length >= 4",
+            arg=killed_at[page],
+            timeout=20_000,
+        )
+    for page in (a, h):
+        retries = [r for r in await page.retries() if r["at"] >= killed_at[page]][:4]
         assert len(retries) == 4
         # Exponential ceilings from the page's base (0.5 s), each delay jittered under its own.
-        assert [r["ceiling"] for r in retries] == [0.5, 1.0, 2.0, 4.0], retries
+        assert [r["ceiling"] for r in retries] == [0.5, 1.0, 2.0, 4.0], (
+            retries,
+            await page.events(),
+        )
         for r in retries:
             assert r["ceiling"] / 2 <= r["delay"] <= r["ceiling"], r
         # And the page really waited that long between attempts.
-        for before, after in zip(retries, retries[1:], strict=False):
+        for before, after in itertools.pairwise(retries):
             assert after["at"] - before["at"] >= before["delay"] * 1000 - 50, retries
     await h.type_at_line(1, " and after it", delay_ms=0)
 
