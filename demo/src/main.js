@@ -74,16 +74,16 @@ function renderStatus (session) {
 
 function renderEvents (session) {
   const list = $('events')
-  list.replaceChildren(...session.events.filter((e) => e.kind !== 'retry').map((e) => {
+  list.replaceChildren(...session.events.map((e) => {
     const li = document.createElement('li')
     li.className = 'event'
     li.dataset.code = e.code === null ? 'denied' : String(e.code)
     const head = document.createElement('div')
     head.className = 'event-head'
     const time = e.at.toLocaleTimeString()
-    head.textContent = e.code === null
-      ? `${time} · ${e.title}`
-      : `${time} · ${e.code} ${e.title}`
+    const times = e.count > 1 ? ` (×${e.count}, last at ${time})` : ''
+    head.textContent = (e.code === null ? e.title : `${e.code} ${e.title}`) +
+      (times || ` · ${time}`)
     const reason = document.createElement('div')
     reason.className = 'event-reason'
     reason.textContent = e.reason ? `server said: “${e.reason}”` : 'no reason given'

@@ -25,7 +25,8 @@ export class Session {
     this.state = 'connecting'
     this.retryAt = 0 // ms since epoch of the next attempt, while reconnecting
     this.lastClose = null // {code, reason, title, words}
-    this.events = [] // newest first
+    this.events = [] // closes and denials, newest first; a repeat of the newest is counted
+    this.retries = [] // scheduled reconnects, newest first
     this.timer = null
     this.conn = null
     this.token = ''
@@ -67,7 +68,8 @@ export class Session {
       return
     }
     const { attempt, ceiling, delay } = this.backoff.next()
-    this.record({ kind: 'retry', attempt, ceiling, delay, at: new Date() })
+    this.retries.unshift({ attempt, ceiling, delay, at: new Date() })
+    this.retries.length = Math.min(this.retries.length, MAX_EVENTS)
     this.retryAt = Date.now() + delay * 1000
     this.stopTimer()
     this.timer = setTimeout(() => this.connectNow(), delay * 1000)
@@ -90,8 +92,17 @@ export class Session {
     this.set('stopped')
   }
 
+  // While a server is down every attempt fails the same way: one entry with a
+  // count, so the panel still shows what came before (the 1001 of a restart).
   record (entry) {
-    this.events.unshift(entry)
+    const newest = this.events[0]
+    if (newest && newest.kind === entry.kind && newest.code === entry.code &&
+        newest.reason === entry.reason) {
+      newest.count += 1
+      newest.at = entry.at
+      return
+    }
+    this.events.unshift({ ...entry, count: 1 })
     this.events.length = Math.min(this.events.length, MAX_EVENTS)
   }
 

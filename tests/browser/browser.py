@@ -200,7 +200,7 @@ class DemoPage:
     async def retries(self) -> list[dict[str, Any]]:
         """The reconnects the page scheduled, oldest first: attempt, ceiling, delay (s)."""
         events = await self.page.evaluate(
-            "() => window.collabDemo.session.events.filter((e) => e.kind === 'retry')"
+            "() => window.collabDemo.session.retries"
             ".map((e) => ({attempt: e.attempt, ceiling: e.ceiling, delay: e.delay,"
             " at: e.at.getTime()}))"
         )

@@ -102,8 +102,8 @@ async def test_sigkill_shows_1006_and_backs_off(tmp_path: Path, browser: Browser
     # While nobody listens every attempt fails again, each after a longer wait.
     for page in (a, h):
         await page.page.wait_for_function(
-            "(t) => window.collabDemo.session.events"
-            ".filter((e) => e.kind === 'retry' && e.at.getTime() >= t).length >= 4",
+            "(t) => window.collabDemo.session.retries"
+            ".filter((e) => e.at.getTime() >= t).length >= 4",
             arg=killed_at[page],
             timeout=20_000,
         )
@@ -120,6 +120,9 @@ async def test_sigkill_shows_1006_and_backs_off(tmp_path: Path, browser: Browser
         # And the page really waited that long between attempts.
         for before, after in itertools.pairwise(retries):
             assert after["at"] - before["at"] >= before["delay"] * 1000 - 50, retries
+        # Every failed attempt is one more 1006, counted in one entry of the panel.
+        lost = [e for e in await page.events() if e["code"] == "1006"]
+        assert len(lost) == 1 and "1006 connection lost (×" in lost[0]["text"], lost
     await h.type_at_line(1, " and after it", delay_ms=0)
 
     async with run_collab(tmp_path, env=_env(tmp_path), args=args, port=port, name="second"):
