@@ -122,7 +122,7 @@ async def test_sigkill_shows_1006_and_backs_off(tmp_path: Path, browser: Browser
             assert after["at"] - before["at"] >= before["delay"] * 1000 - 50, retries
         # Every failed attempt is one more 1006, counted in one entry of the panel.
         lost = [e for e in await page.events() if e["code"] == "1006"]
-        assert len(lost) == 1 and "1006 connection lost (×" in lost[0]["text"], lost
+        assert len(lost) == 1 and "1006 connection lost (\u00d7" in lost[0]["text"], lost
     await h.type_at_line(1, " and after it", delay_ms=0)
 
     async with run_collab(tmp_path, env=_env(tmp_path), args=args, port=port, name="second"):
