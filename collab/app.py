@@ -17,7 +17,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from .access.origins import OriginPolicy
 from .access.tokens import TokenVerifier
@@ -150,14 +150,23 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None,
     def endpoint(session_cls: Any) -> SocketEndpoint:
         return SocketEndpoint(server, runner, metrics, session_cls, gates)
 
-    routes = [
+    hocuspocus = endpoint(HocuspocusSession)
+    routes: list[BaseRoute] = [
         Route(s.health_path, healthz),
         Route(s.ready_path, readyz),
         Route(s.metrics_path, metrics_endpoint),
-        # Before the catch-all: the Hocuspocus path is not a room.
-        WebSocketRoute(s.hocuspocus_path, endpoint(HocuspocusSession)),
-        WebSocketRoute("/{room:path}", endpoint(YWebsocketSession)),
+        # Before the catch-all: the Hocuspocus path is not a room. Like the
+        # Hocuspocus server, any path under it (ws://host/hocuspocus/doc) is the
+        # Hocuspocus endpoint: the document name travels in every frame.
+        WebSocketRoute(s.hocuspocus_path, hocuspocus),
+        WebSocketRoute(s.hocuspocus_path.rstrip("/") + "/{rest:path}", hocuspocus),
     ]
+    if s.demo:
+        from .demo import demo_routes
+
+        # HTTP only: a WebSocket on /demo/x still reaches the room "demo/x".
+        routes += demo_routes(s, auth=runner.checks_access)
+    routes.append(WebSocketRoute("/{room:path}", endpoint(YWebsocketSession)))
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.collab = server
     app.state.metrics = metrics
@@ -173,7 +182,7 @@ def warn_if_open(settings: Settings, runner: HookRunner, origins: OriginPolicy) 
         log.warning("no authentication configured (COLLAB_JWT_SECRET, COLLAB_JWT_PUBLIC_KEY or "
                     "an authenticate hook in COLLAB_HOOKS): anyone can read and write every room")
     if origins.checking:
-        log.info("WebSocket handshakes accepted from: %s", origins.describe())
+        log.info("origins allowed: %s", origins.describe())
     else:
-        log.warning("COLLAB_ALLOWED_ORIGINS is not set: no Origin check, any web page may open a "
-                    "socket here (cross-site WebSocket hijacking); set it to your app's origins")
+        log.warning("COLLAB_ALLOWED_ORIGINS is not set: no Origin check, any web page may connect "
+                    "here (cross-site hijacking); set it to your app's origins")

@@ -41,16 +41,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the server",
                            description=f"Every option is also the variable {ENV_PREFIX}<NAME>.")
-    for name, _type in flat_fields():
-        serve.add_argument("--" + name.replace("_", "-"), dest=name, default=None,
-                           help=f"env {ENV_PREFIX}{name.upper()}")
+    for name, type_name in flat_fields():
+        flag = "--" + name.replace("_", "-")
+        if type_name in ("bool", bool):
+            # A switch: `--demo` alone turns it on, `--no-demo` off (over the env).
+            serve.add_argument(flag, dest=name, default=None,
+                               action=argparse.BooleanOptionalAction,
+                               help=f"env {ENV_PREFIX}{name.upper()}")
+            continue
+        serve.add_argument(flag, dest=name, default=None, help=f"env {ENV_PREFIX}{name.upper()}")
     return parser
 
 
 def settings_from(argv: Sequence[str] | None, environ: dict[str, str]) -> Settings:
     args = build_parser().parse_args(argv)
     types = dict(flat_fields())
-    overrides = {k: parse_value("--" + k.replace("_", "-"), types[k], v)
+    overrides = {k: v if isinstance(v, bool) else parse_value("--" + k.replace("_", "-"),
+                                                              types[k], v)
                  for k, v in vars(args).items() if k != "command" and v is not None}
     return Settings.from_env(environ, **overrides)
 

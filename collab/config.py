@@ -186,6 +186,8 @@ class Settings:
     # /readyz (0 = off: all on the public port). When set, the public port
     # has no /metrics and its /readyz gives the status alone.
     metrics_port: int = 0
+    # Serve the demo editor at /demo/{room} (collab/demo); off by default.
+    demo: bool = False
     instance_id: str = field(default_factory=_instance_id)
 
     def __post_init__(self) -> None:
@@ -228,8 +230,10 @@ class Settings:
     @property
     def reserved_paths(self) -> frozenset[str]:
         """Paths (without the leading '/') that are not room names."""
-        return frozenset(p.strip("/") for p in (
-            self.health_path, self.ready_path, self.metrics_path, self.hocuspocus_path))
+        paths = [self.health_path, self.ready_path, self.metrics_path, self.hocuspocus_path]
+        if self.demo:
+            paths.append("/demo")
+        return frozenset(p.strip("/") for p in paths)
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

@@ -7,13 +7,16 @@
 #   - the system services those packages ship are NOT left running: the tests
 #     start their own redis-server / postgres on free loopback ports, and a
 #     system instance on 6379/5432 would only hide a misconfigured test;
-#   - `npm ci` installs the pinned Node peers of tests/js (and bench/ when it
-#     has a lock file).
+#   - `npm ci` installs the pinned Node peers of tests/js, the demo's build
+#     tools (demo/: the bundle check rebuilds it), and bench/ when it has a
+#     lock file;
+#   - Debian's chromium is the browser of tests/browser (Playwright drives it
+#     by path: no `playwright install`, no browser download).
 # Run as root, or as a user with sudo. Fails loudly (non-zero) on any error.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-APT_PACKAGES=(redis-server postgresql docker-compose openssl nginx-light)
+APT_PACKAGES=(redis-server postgresql docker-compose openssl nginx-light chromium fonts-dejavu-core)
 NODE_MIN_MAJOR=20
 
 log() { printf '[install-test-deps] %s\n' "$*" >&2; }
@@ -80,6 +83,8 @@ redis-server --version >&2
 PG_BIN="/usr/lib/postgresql/15/bin"
 [[ -x "$PG_BIN/initdb" && -x "$PG_BIN/pg_ctl" ]] || die "PostgreSQL 15 binaries not found in $PG_BIN"
 command -v openssl >/dev/null || die "openssl not on PATH after install"
+command -v chromium >/dev/null || die "chromium not on PATH after install"
+chromium --version >&2
 
 # Node is not installed from apt: Debian 12 ships Node 18; the peers need 20+.
 command -v node >/dev/null 2>&1 || die "node not found; install Node.js >= $NODE_MIN_MAJOR (e.g. from nodejs.org or NodeSource)"
@@ -95,6 +100,7 @@ npm_ci() {
 }
 
 npm_ci "$ROOT/tests/js"
+npm_ci "$ROOT/demo"
 if [[ -f "$ROOT/bench/package-lock.json" ]]; then
     npm_ci "$ROOT/bench"
 fi
