@@ -7,7 +7,8 @@ token field. Over y-websocket a denial is a close (4401/4403 and the hook's
 reason, in words, no retry); over Hocuspocus it is a PermissionDenied message
 on an open socket, shown with its reason. A good token then connects.
 
-The JWT variant (an expired token -> 4401) waits for the JWT settings (issue 11).
+With built-in JWT auth (COLLAB_JWT_SECRET), an expired token shows 4401 and
+the server's reason in the panel, and a fresh token connects.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser
 
+from collab.access.tokens import LEEWAY_SECONDS
 from tests.support.servers import run_collab
+from tests.support.tokens import TEST_SECRET, mint
 
 from .browser import DemoPage, reason_in
 
@@ -73,4 +76,26 @@ async def test_no_token_field_without_auth(tmp_path: Path, browser: Browser) -> 
     async with run_collab(tmp_path, env={"COLLAB_STORE_URL": "memory://"}, args=["--demo"]) as srv:
         page = await DemoPage.open(browser, f"{srv.url}/demo/open", name="Ann")
         assert not await page.page.is_visible("#token")
+        await page.close()
+
+
+async def test_jwt_expired_token_shows_4401_then_a_fresh_one_connects(
+    tmp_path: Path, browser: Browser
+) -> None:
+    env = {"COLLAB_STORE_URL": "memory://", "COLLAB_JWT_SECRET": TEST_SECRET}
+    async with run_collab(tmp_path, env=env, args=["--demo"]) as srv:
+        page = await DemoPage.open(browser, f"{srv.url}/demo/team/notes", name="Eve",
+                                   synced=False)
+        assert await page.page.is_visible("#token")
+        await page.set_token(mint(TEST_SECRET, rooms=["team/*"],
+                                  expires_in=-(LEEWAY_SECONDS + 60)))
+        entry = await page.wait_event("4401")
+        assert "4401 not authorized" in entry
+        assert reason_in(entry) == "token expired"
+        await page.wait_state("stopped")
+
+        await page.set_token(mint(TEST_SECRET, rooms=["team/*"]))
+        await page.wait_state("synced")
+        await page.type_at_line(1, "fresh token", delay_ms=0)
+        await page.wait_text("fresh token")
         await page.close()
