@@ -153,22 +153,26 @@ class HookRunner:
 
     async def authenticate(self, request: AuthRequest, *,
                            extra: Mapping[str, str] | None = None) -> AuthResult:
-        readonly = False
+        readonly, context = False, {}
         if self.verifier is not None:
             try:
-                readonly = self.verifier.authorize(request.token, request.room).readonly
+                grant = self.verifier.authorize(request.token, request.room)
             except (TokenRejected, RoomForbidden) as exc:
                 return AuthResult(False, code=exc.code, reason=exc.reason)
+            readonly = grant.readonly
+            if grant.subject:
+                context["subject"] = grant.subject
         hook = self.hooks.authenticate
         if hook is None:
-            return AuthResult.allow(readonly=readonly)
+            return AuthResult.allow(readonly=readonly, **context)
         try:
             result = await hook(request)
         except Exception:
             log.exception("authenticate hook failed", extra=dict(extra or {}))
             return AuthResult(False, code=CloseCode.INTERNAL, reason="authentication failed")
-        if readonly and result.allowed and not result.readonly:
-            result = dataclasses.replace(result, readonly=True)
+        if result.allowed and (readonly or context):
+            result = dataclasses.replace(result, readonly=result.readonly or readonly,
+                                         context={**context, **result.context})
         return result
 
     async def run(self, hook: Callable[[Any], Awaitable[None]] | None, event: Any) -> None:
