@@ -28,6 +28,20 @@ from .wire import ywebsocket as p
 log = logging.getLogger("collab.client")
 
 
+class _RedactTokens(logging.Filter):
+    """websockets' debug trace prints the request line, ``?token=`` and all."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = redact_url(record.getMessage()), None
+        return True
+
+
+# The logger websockets writes this client's trace to (its default would be
+# "websockets.client", with the token in the clear).
+_ws_log = logging.getLogger("collab.client.websockets")
+_ws_log.addFilter(_RedactTokens())
+
+
 class YClient:
     def __init__(self, url: str, doc: Doc[Any] | None = None, *, token: str | None = None,
                  reconnect: bool = True, backoff_base: float = 0.1,
@@ -84,7 +98,7 @@ class YClient:
         attempt = 0
         while True:
             try:
-                async with websockets.connect(self.url, max_size=None) as ws:
+                async with websockets.connect(self.url, max_size=None, logger=_ws_log) as ws:
                     self._ws = ws
                     self.connects += 1
                     attempt = 0
