@@ -23,6 +23,14 @@ class MemoryHub:
     def __init__(self) -> None:
         self.members: list[MemoryBackplane] = []
 
+    def join(self, member: MemoryBackplane) -> None:
+        if member not in self.members:
+            self.members.append(member)
+
+    def leave(self, member: MemoryBackplane) -> None:
+        if member in self.members:
+            self.members.remove(member)
+
     def deliver(self, channel: str, payload: bytes) -> None:
         loop = asyncio.get_running_loop()
         for member in list(self.members):
@@ -43,13 +51,12 @@ class MemoryBackplane:
         self._callbacks: list[ResubscribedCallback] = []
 
     async def start(self) -> None:
-        self.hub.members.append(self)
+        self.hub.join(self)
         await self.reconnect()
 
     async def stop(self) -> None:
         self.connected = False
-        if self in self.hub.members:
-            self.hub.members.remove(self)
+        self.hub.leave(self)
         self.handlers.clear()
 
     async def subscribe(self, channel: str, handler: Handler) -> None:
