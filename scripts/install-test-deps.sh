@@ -2,8 +2,10 @@
 # Install everything the test suite needs on a fresh Debian 12 box.
 #
 # Idempotent and non-interactive:
-#   - apt packages (redis-server, postgresql, docker-compose, openssl) are
-#     installed only if missing, and `apt-get update` runs only then;
+#   - apt packages (redis-server, postgresql, docker-compose, openssl, nginx,
+#     and podman + debootstrap, which build and unpack the container image
+#     in tests/deploy/test_image.py) are installed only if missing, and
+#     `apt-get update` runs only then;
 #   - the system services those packages ship are NOT left running: the tests
 #     start their own redis-server / postgres on free loopback ports, and a
 #     system instance on 6379/5432 would only hide a misconfigured test;
@@ -13,7 +15,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-APT_PACKAGES=(redis-server postgresql docker-compose openssl nginx-light)
+APT_PACKAGES=(redis-server postgresql docker-compose openssl nginx-light podman debootstrap
+              debian-archive-keyring)
 NODE_MIN_MAJOR=20
 
 log() { printf '[install-test-deps] %s\n' "$*" >&2; }
@@ -80,6 +83,9 @@ redis-server --version >&2
 PG_BIN="/usr/lib/postgresql/15/bin"
 [[ -x "$PG_BIN/initdb" && -x "$PG_BIN/pg_ctl" ]] || die "PostgreSQL 15 binaries not found in $PG_BIN"
 command -v openssl >/dev/null || die "openssl not on PATH after install"
+command -v podman >/dev/null || die "podman not on PATH after install"
+command -v debootstrap >/dev/null || die "debootstrap not on PATH after install"
+podman --version >&2
 
 # Node is not installed from apt: Debian 12 ships Node 18; the peers need 20+.
 command -v node >/dev/null 2>&1 || die "node not found; install Node.js >= $NODE_MIN_MAJOR (e.g. from nodejs.org or NodeSource)"
