@@ -31,6 +31,7 @@ import contextlib
 import json
 import os
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -228,8 +229,24 @@ class Sandbox:
         except subprocess.TimeoutExpired:
             return subprocess.CompletedProcess(argv, -1, "", f"timed out after {timeout}s")
 
+    def _kill_members(self) -> None:
+        """SIGKILL whatever still runs in this sandbox (a runtime kills the
+        container's cgroup; here, the processes in its network namespace)."""
+        assert self.proc is not None
+        try:
+            ours = os.stat(f"/proc/{self.proc.pid}/ns/net").st_ino
+        except OSError:
+            return
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == self.proc.pid:
+                continue
+            with contextlib.suppress(OSError):
+                if os.stat(f"/proc/{entry}/ns/net").st_ino == ours:
+                    os.kill(int(entry), signal.SIGKILL)
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
+            self._kill_members()
             self.proc.terminate()
             try:
                 self.proc.wait(10)
