@@ -7,7 +7,8 @@
 #
 # Two stages: the builder makes a self-contained virtualenv in /opt/venv from
 # the pinned requirements.lock plus the project's own wheel; the runtime stage
-# copies only that venv, so no pip, wheel cache or build tools ship.
+# copies only that venv and removes the base image's pip, so no pip, wheel
+# cache or build tools ship.
 
 FROM python:3.11-slim-bookworm AS builder
 
@@ -24,11 +25,16 @@ WORKDIR /src
 COPY requirements.lock ./
 RUN pip install --no-cache-dir --requirement requirements.lock
 
-# Then the project itself, without touching the pinned dependency set.
+# Then the project itself, without touching the pinned dependency set. Last,
+# the venv loses what only installing needed: pip and setuptools, and the test
+# suites some packages ship (aiosqlite/tests), as the official image strips
+# its own; `collab --help` then proves the server still imports.
 COPY pyproject.toml README.md ./
 COPY collab ./collab
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /tmp/wheels . \
     && pip install --no-cache-dir --no-deps /tmp/wheels/*.whl \
+    && pip uninstall --yes pip setuptools \
+    && find /opt/venv -depth -type d \( -name test -o -name tests \) -exec rm -rf '{}' + \
     && collab --help > /dev/null
 
 
@@ -37,9 +43,11 @@ FROM python:3.11-slim-bookworm AS runtime
 LABEL org.opencontainers.image.title="collab" \
       org.opencontainers.image.description="Yjs collaborative-editing sync server"
 
+# The base image's own pip, setuptools and wheel are not needed to run either.
 # A fixed numeric uid/gid so orchestrators (and `runAsNonRoot` checks) can
 # verify the user without reading /etc/passwd.
-RUN groupadd --system --gid 10001 collab \
+RUN python -m pip uninstall --yes --root-user-action=ignore pip setuptools wheel \
+    && groupadd --system --gid 10001 collab \
     && useradd --system --uid 10001 --gid collab --home-dir /data \
        --no-create-home --shell /usr/sbin/nologin collab \
     && mkdir -p /data \

@@ -2,8 +2,10 @@
 # Install everything the test suite needs on a fresh Debian 12 box.
 #
 # Idempotent and non-interactive:
-#   - apt packages (redis-server, postgresql, docker-compose, openssl) are
-#     installed only if missing, and `apt-get update` runs only then;
+#   - apt packages (redis-server, postgresql, docker-compose, openssl, nginx,
+#     and podman + debootstrap, which build and unpack the container image
+#     in tests/deploy/test_image.py) are installed only if missing, and
+#     `apt-get update` runs only then;
 #   - the system services those packages ship are NOT left running: the tests
 #     start their own redis-server / postgres on free loopback ports, and a
 #     system instance on 6379/5432 would only hide a misconfigured test;
@@ -16,7 +18,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-APT_PACKAGES=(redis-server postgresql docker-compose openssl nginx-light chromium fonts-dejavu-core)
+APT_PACKAGES=(redis-server postgresql docker-compose openssl nginx-light chromium fonts-dejavu-core
+              podman debootstrap debian-archive-keyring)
 NODE_MIN_MAJOR=20
 
 log() { printf '[install-test-deps] %s\n' "$*" >&2; }
@@ -85,6 +88,9 @@ PG_BIN="/usr/lib/postgresql/15/bin"
 command -v openssl >/dev/null || die "openssl not on PATH after install"
 command -v chromium >/dev/null || die "chromium not on PATH after install"
 chromium --version >&2
+command -v podman >/dev/null || die "podman not on PATH after install"
+command -v debootstrap >/dev/null || die "debootstrap not on PATH after install"
+podman --version >&2
 
 # Node is not installed from apt: Debian 12 ships Node 18; the peers need 20+.
 command -v node >/dev/null 2>&1 || die "node not found; install Node.js >= $NODE_MIN_MAJOR (e.g. from nodejs.org or NodeSource)"

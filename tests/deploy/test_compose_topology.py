@@ -3,10 +3,23 @@ arguments, environment and config files, on loopback ports.
 
 Redis runs with the compose service's own command (TLS only, password) and
 the certificates from scripts/make-certs.sh; PostgreSQL with the compose
-credentials; the two collab instances with the compose environment; nginx with
-deploy/compose/nginx.conf. Only host names and ports are rewritten (compose
-service names -> 127.0.0.1, which the dev certificate also covers), plus a
-1 s drain to keep the test short. Two
+credentials; nginx with deploy/compose/nginx.conf. The two collab instances
+run twice over (the ``stack`` fixture's parameter):
+
+- ``venv``: this checkout's ``collab`` with the compose environment; host
+  names and ports rewritten (compose service names -> 127.0.0.1, which the
+  dev certificate also covers);
+- ``image``: the built image (tests/support/image.py), each instance in a
+  container of its own (tests/support/container.py) running the compose
+  file's entrypoint, command, environment and volumes as they are, merged
+  over the image's config the way Docker merges them. ``redis`` and
+  ``postgres`` resolve (/etc/hosts) to the container's loopback, where their
+  compose ports are forwarded to the servers on the host, so the TLS
+  hostname checked is "redis", as under compose. A drift between compose and
+  image (an entrypoint not on the image's PATH, a CA path that is not
+  mounted, a file uid 10001 cannot read) fails here.
+
+In both, only a 1 s drain differs from compose, to keep the test short. Two
 clients that nginx sends to different instances must see each other's edits,
 which needs every piece of the wiring: TLS, the CA path, the password kept
 apart from the URL, the upstreams, the WebSocket upgrade headers. The clients
@@ -21,6 +34,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -29,10 +43,12 @@ import anyio
 import pytest
 import redis
 
+from ..support.container import Sandbox, Volume, container_config
 from ..support.postgres_server import PostgresServer
 from ..support.tokens import mint, with_token
 from ..support.waiting import wait_until
 from .artifacts import MAKE_CERTS, NGINX_CONF, REPO, compose, compose_env, option, require_tool
+from .imagerun import IMAGE_TIMEOUT
 from .serverproc import (
     ServerProcess,
     YClient,
@@ -101,6 +117,51 @@ def _collab_argv(service: str, port: int) -> list[str]:
     return argv
 
 
+def _service_address(url: str) -> tuple[str, int]:
+    parts = urllib.parse.urlsplit(url)
+    assert parts.hostname and parts.port, url
+    return parts.hostname, parts.port
+
+
+def _compose_volumes(service: str, certs: Path) -> list[Volume]:
+    """The service's compose bind mounts, with the certificates from ``certs``
+    standing in for ./deploy/compose/certs."""
+    volumes = []
+    for spec in compose()["services"][service].get("volumes", []):
+        source, target, *options = spec.split(":")
+        prefix = "./deploy/compose/certs"
+        assert source.startswith(prefix), f"{service} mounts {source}: teach this test"
+        volumes.append(Volume(certs / source.removeprefix(prefix).lstrip("/"), target,
+                              readonly="ro" in options))
+    return volumes
+
+
+def _image_collab(service: str, request: pytest.FixtureRequest, tmp: Path, certs: Path,
+                  redis_port: int, pg_port: int, cleanup: ExitStack) -> ServerProcess:
+    """``docker compose up <service>``: the service's entrypoint, command,
+    environment and volumes over the built image, in a container of its own."""
+    built = request.getfixturevalue("built_image")
+    lower = request.getfixturevalue("image_root")
+    svc = compose()["services"][service]
+    env = compose_env(svc)
+    # Speed only: the compose value (10 s) would make the stop step wait 10 s.
+    env["COLLAB_DRAIN_SECONDS"] = "1"
+    redis_host, redis_compose_port = _service_address(env["COLLAB_REDIS_URL"])
+    pg_host, pg_compose_port = _service_address(env["COLLAB_STORE_URL"])
+    assert {redis_host, pg_host} == {"redis", "postgres"} <= set(compose()["services"])
+    config = container_config(built, entrypoint=svc["entrypoint"], command=svc["command"],
+                              environment=env)
+    port = int(option(config.argv, "--port"))
+    box = Sandbox(built, lower, tmp / service, hostname=service,
+                  volumes=_compose_volumes(service, certs), publish=[port],
+                  reach={redis_compose_port: redis_port, pg_compose_port: pg_port},
+                  hosts={redis_host: "127.0.0.1", pg_host: "127.0.0.1"})
+    cleanup.callback(box.stop)
+    box.start()
+    return ServerProcess(box.exec_argv(config.argv, config), {}, box.host_port(port), box.state,
+                         tmp / f"{service}.log")
+
+
 def _nginx_conf(tmp: Path, listen: int, upstreams: dict[str, int]) -> Path:
     text = NGINX_CONF.read_text()
     text = re.sub(r"listen\s+8080;", f"listen 127.0.0.1:{listen};", text)
@@ -116,8 +177,8 @@ def _nginx_conf(tmp: Path, listen: int, upstreams: dict[str, int]) -> Path:
     return conf
 
 
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[dict[str, ServerProcess]]:
+@pytest.fixture(params=["venv", pytest.param("image", marks=IMAGE_TIMEOUT)])
+def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, ServerProcess]]:
     certs = tmp_path / "certs"
     made = subprocess.run(["bash", str(MAKE_CERTS), str(certs)], capture_output=True, text=True,
                           timeout=60, check=False)
@@ -149,10 +210,14 @@ def stack(tmp_path: Path) -> Iterator[dict[str, ServerProcess]]:
 
         procs: dict[str, ServerProcess] = {}
         for service in ("collab-1", "collab-2"):
-            port = free_port()
-            proc = ServerProcess(_collab_argv(service, port),
-                                 _collab_env(service, redis_port, certs, store_url), port,
-                                 tmp_path, tmp_path / f"{service}.log")
+            if request.param == "image":
+                proc = _image_collab(service, request, tmp_path, certs, redis_port, pg.port,
+                                     cleanup)
+            else:
+                port = free_port()
+                proc = ServerProcess(_collab_argv(service, port),
+                                     _collab_env(service, redis_port, certs, store_url), port,
+                                     tmp_path, tmp_path / f"{service}.log")
             cleanup.callback(proc.kill)
             procs[service] = proc.start()
 

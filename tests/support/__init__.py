@@ -6,5 +6,7 @@
 - ``postgres_server``: PostgresServer (PostgreSQL 15, works as root and as a user)
 - ``servers``: run_collab() (``python -m collab serve`` subprocess), run_app() (in-process uvicorn)
 - ``jsclient``: JSClient (Node y-websocket / Hocuspocus peers), run_hocuspocus_server()
+- ``image``: build_image() (the Dockerfile with podman, on a cached debootstrap stand-in base)
+- ``container``: Sandbox (the image run as a container would run it, without a container engine)
 - ``fixtures``: pytest fixtures over the above
 """
