@@ -5,6 +5,7 @@ pushed messages, closes; and the JSON export matches what they hold."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -81,13 +82,16 @@ async def test_json_export_matches_what_js_clients_hold(tmp_path: Path) -> None:
         await js.call("array_push", handle="a", values=[1, "two", {"three": 3}, None])
         types = {"body": "text", "map": "map", "array": "array", "missing": "text"}
         rich = {"body": "delta"}
-        for handle in ("a", "b"):
-            await js.call("wait_text", handle=handle, name="body",
-                          equals="Hello world, from two clients", timeout_ms=T)
-        expected = await js.call("to_json", handle="a", types=types)
-        expected_rich = await js.call("to_json", handle="a", types=rich)
-        assert await js.call("to_json", handle="b", types={**types, **rich}) == {
-            **expected, **expected_rich}
+
+        async def both() -> list[tuple[dict[str, Any], dict[str, Any]]]:
+            return [(await js.call("to_json", handle=h, types=types),
+                     await js.call("to_json", handle=h, types=rich)) for h in ("a", "b")]
+
+        # Converged: both clients hold the same thing, every edit included.
+        held = await eventually(both, lambda p: p[0] == p[1] and "meta" in p[0][0]["map"]
+                                and len(p[0][0]["array"]) == 4
+                                and p[0][0]["body"] == "Hello world, from two clients")
+        expected, expected_rich = held[0]
         assert expected_rich["body"][0] == {"insert": "Hello", "attributes": {"bold": True}}
 
         a = api(srv)
