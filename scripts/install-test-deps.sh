@@ -16,7 +16,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-APT_PACKAGES=(redis-server postgresql docker-compose openssl nginx-light chromium fonts-dejavu-core)
+APT_PACKAGES=(redis-server postgresql docker-compose openssl nginx-light chromium fonts-dejavu-core curl)
 NODE_MIN_MAJOR=20
 
 log() { printf '[install-test-deps] %s\n' "$*" >&2; }
