@@ -21,7 +21,9 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from .access.origins import OriginPolicy
 from .access.tokens import TokenVerifier
+from .api import Api, ApiAuth
 from .backplane import Backplane, Replicator
+from .backplane.control import Control
 from .config import Settings
 from .hocuspocus import HocuspocusSession
 from .hooks import HookRunner, Hooks, RoomEvent, load_hooks
@@ -54,13 +56,13 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None,
     raises :class:`~collab.errors.ConfigError` naming the variable.
     """
     s = settings or Settings.from_env(os.environ)
-    runner = HookRunner(hooks if hooks is not None else load_hooks(s.hooks),
-                        verifier=TokenVerifier.from_settings(s))
+    verifier = TokenVerifier.from_settings(s)
+    runner = HookRunner(hooks if hooks is not None else load_hooks(s.hooks), verifier=verifier)
     if store is None:
         store = store_from_url(s.store_url, compact_threshold=s.compact_threshold)
     metrics = Metrics()
     health = Health(Redactor(secrets_of(s.redis.password, s.redis.url, s.store_url,
-                                        s.jwt_secret)))
+                                        s.jwt_secret, *s.api_key_list)))
     store_report = StoreReport(health, metrics, store.name)
 
     if backplane is None and s.redis.url:
@@ -90,6 +92,18 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None,
                          flush=writer.flush, on_loaded=loaded)
     server = CollabServer(s, store=store, writer=writer, rooms=rooms, health=health,
                           store_report=store_report)
+    api_auth = ApiAuth(s.api_key_list, verifier)
+    control = None
+    if api_auth.enabled:
+        async def forget(room: str) -> None:
+            # A deleted room: unloaded without storing, its unwritten updates dropped.
+            await rooms.unload(room, force=True, discard=True)
+            await writer.drop(room)
+
+        control = Control(backplane, channel=f"{s.redis.namespace}:control",
+                          instance_id=s.instance_id, rooms=rooms, connections=server.connections,
+                          forget=forget, room_channel=(replicator.channel if replicator else str),
+                          on_invalid=metrics.backplane_events.labels("invalid").inc)
     monitors = Monitors(health=health, metrics=metrics, store=store, report=store_report,
                         room_count=lambda: len(rooms), loop_lag_interval=s.loop_lag_interval,
                         loop_lag_fail=s.loop_lag_fail,
@@ -133,6 +147,9 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None,
             if replicator is not None:
                 await replicator.start()
                 stack.push_async_callback(replicator.stop)
+            if control is not None:
+                await control.start()
+                stack.push_async_callback(control.stop)
             await server.start()
             stack.push_async_callback(server.stop)
             await monitors.start()
@@ -161,6 +178,10 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None,
         WebSocketRoute(s.hocuspocus_path, hocuspocus),
         WebSocketRoute(s.hocuspocus_path.rstrip("/") + "/{rest:path}", hocuspocus),
     ]
+    if control is not None:
+        api = Api(s, rooms=rooms, store=store, writer=writer, control=control, auth=api_auth,
+                  metrics=metrics)
+        routes += api.routes()
     if s.demo:
         from .demo import demo_routes
 

@@ -20,10 +20,13 @@ from typing import Any
 import websockets
 from pycrdt import Doc, Text
 
+from .api_client import ApiClient
 from .backoff import backoff_delay
 from .observability.redact import redact_url
 from .wire import awareness as aw
 from .wire import ywebsocket as p
+
+__all__ = ["ApiClient", "YClient"]  # ApiClient: the HTTP API (collab/api_client.py)
 
 log = logging.getLogger("collab.client")
 

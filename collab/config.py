@@ -23,6 +23,7 @@ ENV_PREFIX = "COLLAB_"
 # Settings nested in Settings, and the prefix of their variables and flags.
 NESTED = {"redis": "redis_"}
 STORE_SCHEMES = ("memory", "sqlite", "postgresql", "postgres")
+MIN_API_KEY_CHARS = 16
 
 
 def _instance_id() -> str:
@@ -188,6 +189,11 @@ class Settings:
     metrics_port: int = 0
     # Serve the demo editor at /demo/{room} (collab/demo); off by default.
     demo: bool = False
+    # The HTTP API (collab/api; README "HTTP API"): on when API keys or JWT
+    # auth are set. Keys: comma-separated bearer tokens, several so they can
+    # rotate; secrets, kept out of repr, logs and /readyz.
+    api_path: str = "/api"
+    api_keys: str = field(default="", repr=False)
     instance_id: str = field(default_factory=_instance_id)
 
     def __post_init__(self) -> None:
@@ -200,7 +206,7 @@ class Settings:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be positive")
         if not 0 <= self.port <= 65535:
             raise ConfigError("COLLAB_PORT must be between 0 and 65535")
-        for name in ("health_path", "ready_path", "metrics_path", "hocuspocus_path"):
+        for name in ("health_path", "ready_path", "metrics_path", "hocuspocus_path", "api_path"):
             if not getattr(self, name).startswith("/"):
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must start with '/'")
         if self.fanout_window < 0:
@@ -222,6 +228,9 @@ class Settings:
         if not OriginPolicy.parse(self.allowed_origins).checking and self.require_origin:
             raise ConfigError("COLLAB_REQUIRE_ORIGIN=true needs COLLAB_ALLOWED_ORIGINS")
         TokenVerifier.from_settings(self)
+        if any(len(key) < MIN_API_KEY_CHARS for key in self.api_key_list):
+            raise ConfigError(f"COLLAB_API_KEYS: each key must be at least {MIN_API_KEY_CHARS} "
+                              "characters (a bearer token guessed is the whole API)")
         if not 0 <= self.metrics_port <= 65535:
             raise ConfigError("COLLAB_METRICS_PORT must be between 0 and 65535")
         if self.metrics_port and self.metrics_port == self.port:
@@ -230,10 +239,15 @@ class Settings:
     @property
     def reserved_paths(self) -> frozenset[str]:
         """Paths (without the leading '/') that are not room names."""
-        paths = [self.health_path, self.ready_path, self.metrics_path, self.hocuspocus_path]
+        paths = [self.health_path, self.ready_path, self.metrics_path, self.hocuspocus_path,
+                 self.api_path]
         if self.demo:
             paths.append("/demo")
         return frozenset(p.strip("/") for p in paths)
+
+    @property
+    def api_key_list(self) -> tuple[str, ...]:
+        return tuple(k.strip() for k in self.api_keys.split(",") if k.strip())
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

@@ -12,7 +12,8 @@
     │   └── Unauthorized / Forbidden   4401 / 4403 (the JWT check: access.tokens)
     ├── StoreError             a store operation failed
     │   └── VersionConflict    compare-and-set lost; retry
-    └── BackplaneError         the cross-instance link failed
+    ├── BackplaneError         the cross-instance link failed
+    └── ApiError               an HTTP API call refused (status + JSON error)
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class CloseCode(IntEnum):
     INTERNAL = 1011
     TRY_AGAIN_LATER = 1013
     RESET = 4205
+    DELETED = 4404  # the document was deleted (HTTP API); y-websocket does not reconnect
     UNAUTHORIZED = 4401
     FORBIDDEN = 4403
     TIMEOUT = 4408
@@ -94,6 +96,17 @@ class VersionConflict(StoreError):
 
 class BackplaneError(CollabError):
     """The cross-instance link (Redis) failed."""
+
+
+class ApiError(CollabError):
+    """An HTTP API call refused: answered with ``status`` and the JSON body
+    ``{"error": error, "message": message}`` (collab.api)."""
+
+    def __init__(self, status: int, error: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.message = message
 
 
 def is_pycrdt_rejection(exc: BaseException) -> bool:

@@ -19,7 +19,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 APT_PACKAGES=(redis-server postgresql docker-compose openssl nginx-light chromium fonts-dejavu-core
-              podman debootstrap debian-archive-keyring)
+              podman debootstrap debian-archive-keyring curl)
 NODE_MIN_MAJOR=20
 
 log() { printf '[install-test-deps] %s\n' "$*" >&2; }

@@ -203,11 +203,15 @@ class Replicator:
                                                  room.diff(msg.state_vector),
                                                  room.state_vector()))
                 self._publish_local_awareness(link)
-            elif msg.target == self.instance_id:
-                room.apply(msg.update, origin)
-                back = room.diff(msg.state_vector)
-                if back != EMPTY_UPDATE:
-                    self._publish(link, rp.Update(self.instance_id, back))
+            elif isinstance(msg, rp.SyncReply):
+                if msg.target == self.instance_id:
+                    room.apply(msg.update, origin)
+                    back = room.diff(msg.state_vector)
+                    if back != EMPTY_UPDATE:
+                        self._publish(link, rp.Update(self.instance_id, back))
+            else:  # a control message (backplane/control.py) has no business here
+                self._invalid(link, msg.sender, msg.connection,
+                              f"{type(msg).__name__} on a room channel")
         except CloseError as exc:
             self._invalid(link, msg.sender, msg.connection, exc.reason)
 

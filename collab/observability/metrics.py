@@ -96,6 +96,9 @@ class Metrics:
             "Backplane publishes, receives, errors, reconnects, drops, large messages sent "
             "through a key, invalid messages",
             ("event",), registry=r)
+        self.api_requests = Counter(
+            "collab_api_requests", "HTTP API calls by method, route template and status "
+            "(never by room, connection or key)", ("method", "route", "status"), registry=r)
         self.loop_lag = _gauge("collab_event_loop_lag_seconds",
                                "Event loop scheduling delay (last sample)", (), r, "livemax")
         self._tallies: dict[tuple[str, str], Tally] = {}

@@ -15,9 +15,10 @@ Lifecycle of an entry (each transition checked)::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Protocol
 
 from ..stores import Store
@@ -42,10 +43,12 @@ class RoomState(enum.Enum):
 
 
 class _Entry:
-    __slots__ = ("done", "ready", "room", "state", "unload_timer")
+    __slots__ = ("done", "holds", "ready", "room", "state", "unload_timer")
 
     def __init__(self, room: Room) -> None:
         self.room = room
+        # Server-side holders (the HTTP API) keep the room loaded like a peer.
+        self.holds = 0
         self.state = RoomState.LOADING
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.unload_timer: asyncio.TimerHandle | None = None
@@ -99,6 +102,26 @@ class RoomRegistry:
 
     async def join(self, name: str, peer: Peer) -> Room:
         """Add ``peer`` to room ``name``, loading the room if needed."""
+        entry = await self._active(name)
+        entry.room.join(peer)
+        return entry.room
+
+    @contextlib.asynccontextmanager
+    async def hold(self, name: str) -> AsyncIterator[Room]:
+        """Keep room ``name`` loaded (loading it if needed) while the block
+        runs, without a peer: the server's own reads and writes. Afterwards a
+        room nobody is in is unloaded after the usual grace period."""
+        entry = await self._active(name)
+        entry.holds += 1
+        try:
+            yield entry.room
+        finally:
+            entry.holds -= 1
+            self._idle(name, entry)
+
+    async def _active(self, name: str) -> _Entry:
+        """The room's ACTIVE entry, loaded if needed, its grace timer off.
+        Nothing suspends between the return and the caller's join or hold."""
         while True:
             entry = self._entries.get(name)
             if entry is None:
@@ -117,8 +140,7 @@ class RoomRegistry:
             if entry.state is not RoomState.ACTIVE:
                 continue
             entry.cancel_timer()
-            entry.room.join(peer)
-            return entry.room
+            return entry
 
     async def _load(self, name: str, entry: _Entry) -> None:
         try:
@@ -143,7 +165,12 @@ class RoomRegistry:
         if entry is None:
             return
         entry.room.leave(peer)
-        if not entry.room.peers and entry.state is RoomState.ACTIVE and entry.unload_timer is None:
+        self._idle(name, entry)
+
+    def _idle(self, name: str, entry: _Entry) -> None:
+        """Arm the grace timer once nobody is in the room and nobody holds it."""
+        if (not entry.room.peers and not entry.holds and entry.state is RoomState.ACTIVE
+                and entry.unload_timer is None and self._entries.get(name) is entry):
             entry.unload_timer = asyncio.get_running_loop().call_later(
                 self._grace, self._unload_later, name)
 
@@ -153,13 +180,13 @@ class RoomRegistry:
             entry.unload_timer = None
             self._tasks.spawn(self.unload(name), name=f"unload {name}")
 
-    async def unload(self, name: str, *, force: bool = False) -> None:
+    async def unload(self, name: str, *, force: bool = False, discard: bool = False) -> None:
         """Unload an ACTIVE room without peers (any, with ``force``), after
-        storing its pending writes."""
+        storing its pending writes (not with ``discard``: a deleted room)."""
         entry = self._entries.get(name)
         if entry is None or entry.state is not RoomState.ACTIVE:
             return
-        if entry.room.peers and not force:
+        if (entry.room.peers or entry.holds) and not force:
             return
         entry.cancel_timer()
         entry.to(RoomState.ACTIVE, RoomState.UNLOADING)
@@ -167,7 +194,8 @@ class RoomRegistry:
         try:
             for observer in self._lifecycle:
                 await observer.room_unloading(entry.room)
-            await self._flush(name)
+            if not discard:
+                await self._flush(name)
         except Exception as exc:
             log.error("unloading room %r: %s", name, exc)
         finally:

@@ -35,6 +35,12 @@ class Store(Protocol):
     async def check(self) -> None:
         """A cheap round trip for the readiness check; raises StoreError."""
 
+    async def delete(self, room: str) -> bool:
+        """Remove the document (snapshot and log); False if nothing was stored."""
+
+    async def rooms(self) -> list[str]:
+        """The names of every stored document, sorted."""
+
 
 def squash(updates: list[bytes]) -> bytes:
     """Merge updates into one, through a Doc so deleted content is collected.

@@ -45,6 +45,15 @@ class MemoryStore:
     async def check(self) -> None:
         return None
 
+    async def delete(self, room: str) -> bool:
+        had = bool(self._parts(room))
+        self._snapshots.pop(room, None)
+        self._logs.pop(room, None)
+        return had
+
+    async def rooms(self) -> list[str]:
+        return sorted({name for name in (*self._snapshots, *self._logs) if self._parts(name)})
+
     def _parts(self, room: str) -> list[bytes]:
         snap = self._snapshots.get(room)
         head = [snap[1]] if snap else []

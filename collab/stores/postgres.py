@@ -171,6 +171,25 @@ class PostgresStore:
                     out.append((int(seq), bytes(data)))
         return version, out
 
+    async def delete(self, room: str) -> bool:
+        try:
+            async with self.pool.connection(timeout=CONNECT_TIMEOUT) as conn:
+                async with conn.transaction():
+                    a = await conn.execute("DELETE FROM collab_snapshots WHERE room = %s", (room,))
+                    b = await conn.execute("DELETE FROM collab_updates WHERE room = %s", (room,))
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise self._error(f"delete {room!r}", exc) from exc
+        return int(a.rowcount) + int(b.rowcount) > 0
+
+    async def rooms(self) -> list[str]:
+        try:
+            async with self.pool.connection(timeout=CONNECT_TIMEOUT) as conn:
+                cur = await conn.execute("SELECT room FROM collab_snapshots UNION "
+                                         "SELECT room FROM collab_updates ORDER BY 1")
+                return [str(row[0]) for row in await cur.fetchall()]
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise self._error("list rooms", exc) from exc
+
     async def check(self) -> None:
         try:
             async with self.pool.connection(timeout=CONNECT_TIMEOUT) as conn:

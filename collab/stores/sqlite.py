@@ -163,6 +163,30 @@ class SQLiteStore:
                 await self.db.execute("COMMIT")
         return version, out
 
+    async def delete(self, room: str) -> bool:
+        try:
+            async with self._lock:
+                await self.db.execute("BEGIN IMMEDIATE")
+                try:
+                    a = await self.db.execute("DELETE FROM snapshots WHERE room = ?", (room,))
+                    b = await self.db.execute("DELETE FROM updates WHERE room = ?", (room,))
+                    await self.db.execute("COMMIT")
+                except BaseException:
+                    await self.db.execute("ROLLBACK")
+                    raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"delete {room!r}: {exc}") from exc
+        return a.rowcount + b.rowcount > 0
+
+    async def rooms(self) -> list[str]:
+        try:
+            async with self.db.execute(
+                "SELECT room FROM snapshots UNION SELECT room FROM updates ORDER BY 1"
+            ) as cur:
+                return [str(row[0]) async for row in cur]
+        except sqlite3.Error as exc:
+            raise StoreError(f"list rooms: {exc}") from exc
+
     async def check(self) -> None:
         try:
             async with self.db.execute("SELECT 1") as cur:

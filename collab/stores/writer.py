@@ -128,6 +128,22 @@ class Writer:
         if self._on_result is not None:
             self._on_result(room, time.monotonic() - started, exc)
 
+    async def drop(self, room: str) -> None:
+        """Forget the room's unwritten updates (it is being deleted: writing
+        them back would bring it back). A batch already being appended is
+        past recall: this waits until it has landed, so that a delete made
+        after this returns removes it too."""
+        p = self._pending.pop(room, None)
+        if p is None:
+            return
+        if p.timer is not None:
+            p.timer.cancel()
+            p.timer = None
+        p.updates.clear()
+        running = p.writing
+        if running is not None and running is not asyncio.current_task() and not running.done():
+            await asyncio.wait([running])
+
     async def flush_all(self) -> None:
         """Flush every room (shutdown); errors are logged, not raised."""
         for room in list(self._pending):

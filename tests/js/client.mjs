@@ -32,6 +32,10 @@
 //   delete {handle, index, length, name?}  -> text
 //   text {handle, name?}                   -> text
 //   map_set {handle, key, value, name? (default "map")}; map {handle, name?} -> object
+//   format {handle, index, length, attributes, name?}  Y.Text formatting -> delta
+//   array_push {handle, values (list), name? (default "array")} -> array
+//   to_json {handle, types: {field: "text"|"delta"|"map"|"array"|"xml"}} -> {field: value}
+//                                          (what the HTTP API's /json export must match)
 //   encode_state / state_vector {handle}   -> base64; apply_update {handle, update (base64)}
 //   wait_text {handle, equals? | contains? (string or list), name?, timeout_ms?} -> text
 //   wait_synced {handle, acked? (hp: server acked all our updates), timeout_ms?}
@@ -437,6 +441,32 @@ function cmdMapSet (msg) {
 
 const cmdMap = (msg) => getConn(msg).doc.getMap(msg.name ?? 'map').toJSON()
 
+function cmdFormat (msg) {
+  const text = textOf(getConn(msg), msg)
+  text.format(need(msg, 'index'), need(msg, 'length'), need(msg, 'attributes'))
+  return text.toDelta()
+}
+
+function cmdArrayPush (msg) {
+  const array = getConn(msg).doc.getArray(msg.name ?? 'array')
+  array.push(need(msg, 'values'))
+  return array.toJSON()
+}
+
+function cmdToJson (msg) {
+  const doc = getConn(msg).doc
+  const out = {}
+  for (const [field, kind] of Object.entries(need(msg, 'types'))) {
+    if (kind === 'text') out[field] = doc.getText(field).toString()
+    else if (kind === 'delta') out[field] = doc.getText(field).toDelta()
+    else if (kind === 'map') out[field] = doc.getMap(field).toJSON()
+    else if (kind === 'array') out[field] = doc.getArray(field).toJSON()
+    else if (kind === 'xml') out[field] = doc.getXmlFragment(field).toString()
+    else throw new CommandError(`unknown kind ${JSON.stringify(kind)}`, { kind: 'bad_request' })
+  }
+  return out
+}
+
 const cmdEncodeState = (msg) => Buffer.from(Y.encodeStateAsUpdate(getConn(msg).doc)).toString('base64')
 
 const cmdStateVector = (msg) => Buffer.from(Y.encodeStateVector(getConn(msg).doc)).toString('base64')
@@ -579,6 +609,9 @@ const commands = {
   text: cmdText,
   map_set: cmdMapSet,
   map: cmdMap,
+  format: cmdFormat,
+  array_push: cmdArrayPush,
+  to_json: cmdToJson,
   encode_state: cmdEncodeState,
   state_vector: cmdStateVector,
   apply_update: cmdApplyUpdate,

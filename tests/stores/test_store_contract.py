@@ -148,6 +148,29 @@ async def test_rooms_are_independent(make_stores: StorePair) -> None:
     assert tokens_in(await store.load("b")) == "<in-b>"
 
 
+async def test_delete_removes_snapshot_and_log(make_stores: StorePair) -> None:
+    store, other = await make_stores()
+    for token in new_tokens(3):
+        await store.append("doomed", make_update(token))
+    await store.compact("doomed")
+    await store.append("doomed", make_update("<in-log>"))  # snapshot and a log row
+    await store.append("kept", make_update("<kept>"))
+    assert await store.rooms() == ["doomed", "kept"]
+    assert await other.delete("doomed") is True
+    assert await store.load("doomed") is None
+    assert await store.rooms() == ["kept"]
+    assert tokens_in(await store.load("kept")) == "<kept>"
+    assert await store.delete("doomed") is False  # nothing left: not an error
+    # A deleted room starts afresh: its log is one row long again.
+    assert await store.append("doomed", make_update("<reborn>")) == 1
+    assert tokens_in(await other.load("doomed")) == "<reborn>"
+
+
+async def test_rooms_of_an_empty_store(make_stores: StorePair) -> None:
+    store, _ = await make_stores()
+    assert await store.rooms() == []
+
+
 async def test_two_writers_append_and_compact_concurrently(make_stores: StorePair) -> None:
     one, two = await make_stores()
     written: list[str] = []
