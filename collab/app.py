@@ -59,7 +59,11 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None,
     health = Health(Redactor(secrets_of(s.redis.password, s.redis.url, s.store_url)))
     store_report = StoreReport(health, metrics, store.name)
 
-    if backplane is None and s.redis.url:
+    if backplane is None and s.redis.url and s.redis.cluster:
+        from .backplane.redis_cluster import redis_cluster_backplane_for
+
+        backplane = redis_cluster_backplane_for(s.redis, health, metrics)
+    elif backplane is None and s.redis.url:
         from .backplane.redis import redis_backplane_for
 
         backplane = redis_backplane_for(s.redis, health, metrics)
@@ -67,7 +71,7 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None,
     if backplane is not None:
         invalid = metrics.backplane_events.labels("invalid")
         replicator = Replicator(backplane, prefix=s.redis.prefix, instance_id=s.instance_id,
-                                on_invalid=invalid.inc)
+                                on_invalid=invalid.inc, hash_tag=s.redis.cluster)
 
     async def stored(room: str, size: int) -> None:
         await runner.run(runner.hooks.on_store, RoomEvent(room, size))

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -27,24 +26,18 @@ from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
-from ..backoff import backoff_delay
 from ..config import RedisSettings
 from ..errors import BackplaneError
 from ..observability.health import Health
 from ..observability.metrics import Metrics
-from .base import Handler, ResubscribedCallback
+from .base import Handler
+from .redis_base import LINK, STABLE_AFTER, SUBSCRIBER, QueuedRedisBackplane
+from .redis_base import channel_name as _channel_name
 from .redis_options import RedisOptions, explain
 
 log = logging.getLogger("collab.backplane.redis")
 
-# Components in /readyz: the link (connect, TLS, AUTH, publish) and the listener.
-LINK = "redis"
-SUBSCRIBER = "redis_subscriber"
-
-MAX_QUEUE = 10_000
-MAX_BATCH = 256
-# A connection that stayed up this long resets the backoff.
-STABLE_AFTER = 1.0
+__all__ = ["LINK", "SUBSCRIBER", "RedisBackplane", "redis_backplane_for"]
 
 _LINK_ERRORS = (RedisError, OSError, BackplaneError, TimeoutError)
 
@@ -88,79 +81,23 @@ class _Cycle:
             await conn.disconnect()
 
 
-class RedisBackplane:
+class RedisBackplane(QueuedRedisBackplane):
     name = "redis"
 
     def __init__(self, options: RedisOptions, *, health: Health | None = None,
                  events: Callable[[str, int], None] | None = None) -> None:
-        self.options = options
-        self.health = health if health is not None else Health()
-        self._events = events
+        super().__init__(options, log, health=health, events=events)
         self.control_channel = f"{options.prefix}:backplane"
-        self._handlers: dict[str, Handler] = {}
-        self._callbacks: list[ResubscribedCallback] = []
-        self._queue: deque[tuple[str, bytes]] = deque()
-        self._wake = asyncio.Event()
-        self._sub_lock = asyncio.Lock()
         self._cycle: _Cycle | None = None
         self._last_cycle: _Cycle | None = None
-        self._connected = False
-        self._supervisor: asyncio.Task[None] | None = None
-        self._first_outcome = asyncio.Event()
-        self._drained = asyncio.Event()
-        self._dropped = 0
-        self._overflowed = False
-        self._resync_tasks: set[asyncio.Task[None]] = set()
-        self.connects = 0
-        self.last_error = ""
-
-    @property
-    def connected(self) -> bool:
-        return self._connected
-
-    def _count(self, event: str, n: int = 1) -> None:
-        if self._events is not None:
-            self._events(event, n)
 
     # -- interface -------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Start connecting; wait (bounded) for the first outcome so that a
-        misconfiguration is in the start-up log; never raise for it."""
-        for name in (LINK, SUBSCRIBER):
-            self.health.set_pending(name, "connecting", url=self.options.safe_url)
-        log.info("redis backplane: connecting to %s", self.options.describe())
-        self._supervisor = asyncio.get_running_loop().create_task(
-            self._supervise(), name="redis-backplane")
-        try:
-            await asyncio.wait_for(self._first_outcome.wait(), 2 * self.options.socket_timeout + 1)
-        except TimeoutError:
-            log.error("redis backplane: no answer from %s within %.0f s at start-up; "
-                      "serving local rooms only until it answers",
-                      self.options.safe_url, 2 * self.options.socket_timeout + 1)
-
     async def stop(self) -> None:
-        if self._connected and self._queue:
-            # Let the last local edits reach the other instances.
-            self._drained.clear()
-            self._wake.set()
-            try:
-                await asyncio.wait_for(self._drained.wait(), self.options.socket_timeout)
-            except TimeoutError:
-                log.warning("redis backplane: %d messages not published at shutdown",
-                            len(self._queue))
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            try:
-                await self._supervisor
-            except asyncio.CancelledError:
-                pass
-            self._supervisor = None
+        await self._drain_and_cancel()
         if self._last_cycle is not None:
             await self._last_cycle.close()  # in case cancellation cut its close short
             self._last_cycle = None
-        for task in list(self._resync_tasks):
-            task.cancel()
         self._connected = False
 
     async def subscribe(self, channel: str, handler: Handler) -> None:
@@ -193,28 +130,6 @@ class RedisBackplane:
                 except Exception as exc:  # as in subscribe()
                     cycle.fail(exc)
 
-    def publish(self, channel: str, payload: bytes) -> None:
-        if not self._connected:
-            # Anti-entropy after the reconnect carries it; count it, log once per outage.
-            if self._dropped == 0:
-                log.warning("redis backplane down (%s): publishing suspended, local editing "
-                            "continues; anti-entropy will resend on reconnect", self.last_error)
-            self._dropped += 1
-            self._count("dropped")
-            return
-        if len(self._queue) >= MAX_QUEUE:
-            if not self._overflowed:
-                log.error("redis backplane: outbound queue full (%d); dropping, a resync "
-                          "follows once it drains", MAX_QUEUE)
-            self._overflowed = True
-            self._count("dropped")
-            return
-        self._queue.append((channel, payload))
-        self._wake.set()
-
-    def add_resubscribed_callback(self, callback: ResubscribedCallback) -> None:
-        self._callbacks.append(callback)
-
     # -- supervisor ------------------------------------------------------------
 
     async def _supervise(self) -> None:
@@ -237,19 +152,8 @@ class RedisBackplane:
                 self._cycle = None
             if was_connected and loop.time() - started >= STABLE_AFTER:
                 attempt = 0
-            self.last_error = cause
-            self._count("error")
-            lost = len(self._queue)
-            self._queue.clear()
-            self._dropped += lost
-            delay = backoff_delay(attempt, self.options.backoff_base, self.options.backoff_cap)
+            delay = self._failed(cause, attempt, was_connected=was_connected)
             attempt += 1
-            for name in (LINK, SUBSCRIBER):
-                self.health.set_failing(name, cause, url=self.options.safe_url,
-                                        attempt=attempt, retry_in=round(delay, 3))
-            log.error("redis backplane: %s; %s; reconnect attempt %d in %.2f s",
-                      cause, "link lost" if was_connected else "cannot connect", attempt, delay)
-            self._first_outcome.set()
             await asyncio.sleep(delay)
             self._count("reconnect")
 
@@ -307,19 +211,6 @@ class RedisBackplane:
             else:
                 self._dispatch(cycle, msg)
 
-    def _spawn_resync(self) -> None:
-        for callback in list(self._callbacks):
-            task = asyncio.get_running_loop().create_task(self._run_callback(callback))
-            self._resync_tasks.add(task)
-            task.add_done_callback(self._resync_tasks.discard)
-
-    async def _run_callback(self, callback: ResubscribedCallback) -> None:
-        try:
-            await callback()
-        except Exception:
-            self._count("error")
-            log.exception("redis backplane: resubscribed callback %r failed", callback)
-
     # -- the three loops of a cycle ------------------------------------------------
 
     async def _listen(self, cycle: _Cycle) -> None:
@@ -345,33 +236,15 @@ class RedisBackplane:
     def _dispatch(self, cycle: _Cycle, msg: dict[str, Any]) -> None:
         kind = msg["type"]
         if kind == "message":
-            handler = self._handlers.get(_channel(msg))
-            if handler is None:
-                return  # unsubscribed meanwhile
-            self._count("receive")
-            try:
-                handler(msg["data"])
-            except Exception:
-                # A handler bug must not take the link down for every room; it is loud.
-                self._count("error")
-                log.exception("redis backplane: handler for %r failed", _channel(msg))
+            self._deliver(_channel(msg), msg["data"])
         elif kind == "subscribe":
             fut = cycle.confirms.get(_channel(msg))
             if fut is not None and not fut.done():
                 fut.set_result(None)
 
     async def _publish_loop(self, cycle: _Cycle) -> None:
-        queue = self._queue
         while True:
-            if not queue:
-                self._drained.set()
-                if self._overflowed:
-                    self._overflowed = False
-                    self._spawn_resync()
-                await self._wake.wait()
-                self._wake.clear()
-                continue
-            batch = [queue.popleft() for _ in range(min(MAX_BATCH, len(queue)))]
+            batch = await self._next_batch()
             async with cycle.client.pipeline(transaction=False) as pipe:
                 for channel, payload in batch:
                     pipe.publish(channel, payload)
@@ -380,8 +253,7 @@ class RedisBackplane:
 
 
 def _channel(msg: dict[str, Any]) -> str:
-    channel = msg["channel"]
-    return channel.decode("utf-8") if isinstance(channel, bytes) else str(channel)
+    return _channel_name(msg["channel"])
 
 
 def redis_backplane_for(settings: RedisSettings, health: Health,
