@@ -1,29 +1,23 @@
 """The cluster backplane: sharded pub/sub (SSUBSCRIBE / SPUBLISH) on a Redis Cluster.
 
-Classic PUBLISH on a cluster is broadcast to every node, so every node
-relays every room; a sharded channel lives on the one shard that owns its
-slot. Room channels carry a hash tag (``{collab:room:NAME}``, see
-``Replicator.channel``) so that everything of one room lands in one slot.
+Classic PUBLISH on a cluster is broadcast to every node; a sharded channel
+lives on the one shard that owns its slot. Room channels carry a hash tag
+(``{collab:room:NAME}``, ``Replicator.channel``): a room is one slot.
 
-Why not redis-py's ``ClusterPubSub``: its per-node connections reconnect by
-themselves and re-subscribe silently, and it follows a slot move only when
-some other command of the client happens to get a MOVED. Both hide exactly
-the moments after which a room must run anti-entropy. So redis-py's
-``RedisCluster`` is used for what it is good at (discovery from the
-configuration endpoint, CLUSTER SLOTS, slot hashing, refreshing the map),
-and this module keeps one plain connection per shard primary that owns a
-subscribed channel, SSUBSCRIBEd per slot (one SSUBSCRIBE may not span
-slots), and publishes SPUBLISH in one pipeline per primary.
+Why not redis-py's ``ClusterPubSub``: its per-node connections reconnect and
+re-subscribe silently, and it follows a slot move only when some other
+command of the client gets a MOVED; both hide the moments after which a room
+must run anti-entropy. So redis-py's ``RedisCluster`` does discovery and the
+slot map, and ``redis_shards.py`` holds our own connections: SSUBSCRIBE per
+slot on one connection per shard primary, SPUBLISH pipelined per primary.
 
 Slot moves are followed without the operator: a primary that loses a slot
-(resharding, a CLUSTER FAILOVER, a failed-over primary coming back as a
-replica) sends SUNSUBSCRIBE for its channels; a killed primary's connection
-dies (reset, or no PONG); a publish may get MOVED. Each marks the map stale
-and wakes the supervisor, which re-reads CLUSTER SLOTS, moves the channels
-to their owners, and then runs the resubscribed callbacks (anti-entropy).
-While a shard cannot be reached the supervisor retries with backoff and
-jitter; the other shards keep working, and ``redis_subscriber`` in /readyz
-names the shard and the cause.
+(reshard, failover) sends SUNSUBSCRIBE; a killed primary's connection dies
+or stops answering PING; a publish gets MOVED. Each wakes the supervisor,
+which re-reads CLUSTER SLOTS, moves the channels to their owners and runs
+the resubscribed callbacks (anti-entropy). While a shard is unreachable it
+retries with backoff and jitter, the other shards keep working, and
+``redis_subscriber`` in /readyz names the node and the cause.
 """
 
 from __future__ import annotations
@@ -33,7 +27,6 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable
 
-from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import RedisClusterException, RedisError
@@ -45,7 +38,7 @@ from ..observability.metrics import Metrics
 from .base import Handler
 from .redis_base import LINK, STABLE_AFTER, SUBSCRIBER, QueuedRedisBackplane
 from .redis_options import RedisOptions, explain
-from .redis_shards import Shard, link_lost, node_options
+from .redis_shards import Nodes, Shard
 
 log = logging.getLogger("collab.backplane.redis_cluster")
 
@@ -60,8 +53,7 @@ class RedisClusterBackplane(QueuedRedisBackplane):
         super().__init__(options, log, health=health, events=events)
         self._cluster: RedisCluster | None = None
         self._shards: dict[str, Shard] = {}
-        self._nodes: dict[str, Redis] = {}  # one client (pool) per primary
-        self._node_options: dict[str, RedisOptions] = {}
+        self._nodes = Nodes(options)
         self._where: dict[str, str] = {}  # channel -> shard it is subscribed on
         self._dirty = asyncio.Event()
         self._lost = False  # something may have been missed: resync after reconcile
@@ -89,22 +81,27 @@ class RedisClusterBackplane(QueuedRedisBackplane):
 
     async def unsubscribe(self, channel: str) -> None:
         async with self._sub_lock:
-            if self._handlers.pop(channel, None) is None:
-                return
-            shard = self._shards.get(self._where.pop(channel, ""))
-            if shard is not None and channel in shard.channels:
-                shard.channels.discard(channel)
-                shard.leaving.add(channel)
-                if not shard.channels:
-                    # Nothing left to hear there; an idle subscriber-less
-                    # connection would only trip its own PING watchdog.
-                    del self._shards[shard.name]
-                    await shard.close()
-                    return
-                try:
-                    await shard.pubsub.sunsubscribe(channel)
-                except _ERRORS as exc:
-                    self._stale(f"unsubscribing on {shard.name}: {explain(exc, self.options)}")
+            if self._handlers.pop(channel, None) is not None:
+                await self._leave(channel)
+
+    async def _leave(self, channel: str) -> None:
+        """SUNSUBSCRIBE ``channel`` where it is subscribed (best effort: a dead
+        node's listener reports that itself)."""
+        shard = self._shards.get(self._where.pop(channel, ""))
+        if shard is None or channel not in shard.channels:
+            return
+        shard.channels.discard(channel)
+        if not shard.channels:
+            # Nothing left to hear there: an idle connection with no
+            # subscription would only trip its own PING watchdog.
+            del self._shards[shard.name]
+            await shard.close()
+            return
+        shard.leaving.add(channel)
+        try:
+            await shard.pubsub.sunsubscribe(channel)
+        except _ERRORS as exc:
+            self._stale(f"unsubscribing on {shard.name}: {explain(exc, shard.options)}")
 
     # -- supervisor ------------------------------------------------------------
 
@@ -175,13 +172,7 @@ class RedisClusterBackplane(QueuedRedisBackplane):
             except TimeoutError:
                 pass
             assert self._cluster is not None
-            names = [node.name for node in self._cluster.get_primaries()]
-            results = await asyncio.gather(*(self._node(n).ping() for n in names),
-                                           return_exceptions=True)
-            for name, result in zip(names, results, strict=True):
-                if isinstance(result, BaseException):
-                    raise BackplaneError(f"primary {name}: "
-                                         f"{link_lost(result, self._opts(name))}") from result
+            await self._nodes.ping([node.name for node in self._cluster.get_primaries()])
 
     async def _open(self) -> None:
         """Discovery through the configuration endpoint: TCP, TLS, AUTH, and
@@ -208,9 +199,7 @@ class RedisClusterBackplane(QueuedRedisBackplane):
             await shard.close()
         self._shards.clear()
         self._where.clear()
-        for client in self._nodes.values():
-            await client.aclose()
-        self._nodes.clear()
+        await self._nodes.aclose()
         if self._cluster is not None:
             await self._cluster.aclose()
             self._cluster = None
@@ -234,25 +223,15 @@ class RedisClusterBackplane(QueuedRedisBackplane):
         """Every handled channel subscribed on its slot's current primary."""
         for channel, name in list(self._where.items()):
             if self._owner(channel) != name:
-                shard = self._shards.get(name)
-                del self._where[channel]
                 self.moves += 1
-                if shard is not None and channel in shard.channels:
-                    shard.channels.discard(channel)
-                    shard.leaving.add(channel)
-                    try:
-                        await shard.pubsub.sunsubscribe(channel)
-                    except _ERRORS:
-                        pass  # the old owner is gone: its listener reports that
+                await self._leave(channel)
         await self._subscribe_on_owners([c for c in self._handlers if c not in self._where])
         for name, shard in list(self._shards.items()):
             if not shard.channels or not shard.alive:
                 del self._shards[name]
                 await shard.close()
         assert self._cluster is not None
-        primaries = {node.name for node in self._cluster.get_primaries()}
-        for name in [n for n in self._nodes if n not in primaries]:
-            await self._nodes.pop(name).aclose()  # a node that is no primary any more
+        await self._nodes.keep_only({node.name for node in self._cluster.get_primaries()})
 
     async def _subscribe_on_owners(self, channels: list[str]) -> None:
         groups: dict[str, dict[int, list[str]]] = defaultdict(lambda: defaultdict(list))
@@ -278,22 +257,6 @@ class RedisClusterBackplane(QueuedRedisBackplane):
                     shard.channels.add(channel)
                     self._where[channel] = name
 
-    def _opts(self, name: str) -> RedisOptions:
-        if name not in self._node_options:
-            self._node_options[name] = node_options(self.options, name)
-        return self._node_options[name]
-
-    def _node(self, name: str) -> Redis:
-        """The client of one primary ("host:port" as CLUSTER SLOTS names it):
-        the URL's TLS, AUTH and timeouts, redis-py's own retries off. Its pool
-        serves the publisher and hands the shard its pub/sub connection."""
-        client = self._nodes.get(name)
-        if client is None:
-            host, _, port = name.rpartition(":")
-            pool = ConnectionPool(**self.options.connection_kwargs(host=host, port=int(port)))
-            client = self._nodes[name] = Redis.from_pool(pool)
-        return client
-
     async def _shard(self, name: str) -> Shard:
         shard = self._shards.pop(name, None)
         if shard is not None:
@@ -301,13 +264,12 @@ class RedisClusterBackplane(QueuedRedisBackplane):
                 self._shards[name] = shard
                 return shard
             await shard.close()
-        client = self._node(name)
+        client, options = self._nodes.client(name), self._nodes.options_of(name)
         try:
             await client.ping()  # connect, TLS, AUTH, before SSUBSCRIBE
         except _ERRORS as exc:
-            raise BackplaneError(f"shard primary {name}: {explain(exc, self._opts(name))}") \
-                from exc
-        shard = Shard(name, client, self._opts(name), deliver=self._deliver,
+            raise BackplaneError(f"shard primary {name}: {explain(exc, options)}") from exc
+        shard = Shard(name, client, options, deliver=self._deliver,
                       moved=self._on_moved, lost=self._on_lost)
         shard.start()
         self._shards[name] = shard
@@ -319,6 +281,7 @@ class RedisClusterBackplane(QueuedRedisBackplane):
         """The node gave the channel's slot away (reshard, failover): follow it."""
         if self._where.get(channel) == shard.name:
             del self._where[channel]
+            self.moves += 1
         self._stale(f"{shard.name} no longer serves {channel!r}")
 
     def _on_lost(self, shard: Shard, cause: str) -> None:
@@ -343,19 +306,10 @@ class RedisClusterBackplane(QueuedRedisBackplane):
             await asyncio.gather(*(self._publish_to(n, msgs) for n, msgs in by_node.items()))
 
     async def _publish_to(self, name: str, msgs: list[tuple[str, bytes]]) -> None:
-        client = self._node(name)
-        try:
-            async with client.pipeline(transaction=False) as pipe:
-                for channel, payload in msgs:
-                    pipe.spublish(channel, payload)
-                results = await pipe.execute(raise_on_error=False)
-        except _ERRORS as exc:
-            self._dropped_publish(len(msgs), link_lost(exc, self._opts(name)))
-            return
-        failed = [r for r in results if isinstance(r, Exception)]
-        self._count("publish", len(msgs) - len(failed))
-        if failed:  # MOVED: the slot has a new owner
-            self._dropped_publish(len(failed), f"{name}: {failed[0]}")
+        failed, why = await self._nodes.publish(name, msgs)
+        self._count("publish", len(msgs) - failed)
+        if failed:
+            self._dropped_publish(failed, why)
 
     def _dropped_publish(self, n: int, why: str) -> None:
         self._count("dropped", n)

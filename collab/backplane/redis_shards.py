@@ -1,4 +1,6 @@
-"""One SSUBSCRIBE connection per shard primary, for the cluster backplane.
+"""The cluster backplane's connections: one client per shard primary
+(:class:`Nodes`, publishing), one SSUBSCRIBE connection per primary that owns
+a subscribed channel (:class:`Shard`).
 
 A :class:`Shard` listens on one node: it delivers ``smessage``, confirms
 ``ssubscribe``, and tells the backplane when the node gives a channel away
@@ -17,14 +19,68 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from redis.asyncio import Redis
-from redis.exceptions import AuthenticationError, ConnectionError, NoPermissionError
+from redis.asyncio import ConnectionPool, Redis
+from redis.exceptions import AuthenticationError, ConnectionError, NoPermissionError, RedisError
 
 from ..errors import BackplaneError
 from .redis_base import channel_name
 from .redis_options import RedisOptions, explain
 
 log = logging.getLogger("collab.backplane.redis_cluster")
+
+
+class Nodes:
+    """One client per primary, named ``host:port`` as CLUSTER SLOTS names it:
+    the URL's TLS, AUTH and timeouts, redis-py's own retries off. Its pool
+    serves the publisher and hands a shard its pub/sub connection."""
+
+    def __init__(self, options: RedisOptions) -> None:
+        self.options = options
+        self._clients: dict[str, Redis] = {}
+        self._options: dict[str, RedisOptions] = {}
+
+    def options_of(self, name: str) -> RedisOptions:
+        if name not in self._options:
+            self._options[name] = node_options(self.options, name)
+        return self._options[name]
+
+    def client(self, name: str) -> Redis:
+        client = self._clients.get(name)
+        if client is None:
+            host, _, port = name.rpartition(":")
+            pool = ConnectionPool(**self.options.connection_kwargs(host=host, port=int(port)))
+            client = self._clients[name] = Redis.from_pool(pool)
+        return client
+
+    async def publish(self, name: str, msgs: list[tuple[str, bytes]]) -> tuple[int, str]:
+        """SPUBLISH in one pipeline; returns how many failed, and why."""
+        try:
+            async with self.client(name).pipeline(transaction=False) as pipe:
+                for channel, payload in msgs:
+                    pipe.spublish(channel, payload)
+                results = await pipe.execute(raise_on_error=False)
+        except (RedisError, OSError, TimeoutError) as exc:
+            return len(msgs), link_lost(exc, self.options_of(name))
+        failed = [r for r in results if isinstance(r, Exception)]
+        # MOVED: the slot has a new owner.
+        return len(failed), (f"{name}: {failed[0]}" if failed else "")
+
+    async def ping(self, names: list[str]) -> None:
+        """PING every node; BackplaneError naming the first that fails."""
+        results = await asyncio.gather(*(self.client(n).ping() for n in names),
+                                       return_exceptions=True)
+        for name, result in zip(names, results, strict=True):
+            if isinstance(result, BaseException):
+                cause = link_lost(result, self.options_of(name))
+                raise BackplaneError(f"primary {name}: {cause}") from result
+
+    async def keep_only(self, names: set[str]) -> None:
+        """Close the clients of nodes that are no primaries any more."""
+        for name in [n for n in self._clients if n not in names]:
+            await self._clients.pop(name).aclose()
+
+    async def aclose(self) -> None:
+        await self.keep_only(set())
 
 
 class Shard:
