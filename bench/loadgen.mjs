@@ -346,8 +346,11 @@ class Run {
     return `${this.cfg.roomPrefix}-${i}`
   }
 
-  urlFor (isWriter) {
+  urlFor (isWriter, room = 0, index = 0) {
     const urls = this.cfg.urls
+    // spread (bench/scaleout.py): client i of room r on instance (r + i) mod n,
+    // so every room spans instances and every instance serves every role.
+    if (this.cfg.spread) return urls[(room + index) % urls.length]
     return this.cfg.split && urls.length > 1 && !isWriter ? urls[1] : urls[0]
   }
 
@@ -421,7 +424,7 @@ async function runFanout (run) {
     for (let i = 0; i < clientsPerRoom; i++) {
       const isWriter = i < writersPerRoom
       const c = new Client(run, {
-        url: run.urlFor(isWriter),
+        url: run.urlFor(isWriter, r, i),
         room: run.roomName(r),
         proto: cfg.proto,
         writer: isWriter ? r * writersPerRoom + i : -1,

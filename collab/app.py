@@ -65,7 +65,11 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None,
                                         s.jwt_secret, *s.api_key_list)))
     store_report = StoreReport(health, metrics, store.name)
 
-    if backplane is None and s.redis.url:
+    if backplane is None and s.redis.url and s.redis.cluster:
+        from .backplane.redis_cluster import redis_cluster_backplane_for
+
+        backplane = redis_cluster_backplane_for(s.redis, health, metrics)
+    elif backplane is None and s.redis.url:
         from .backplane.redis import redis_backplane_for
 
         backplane = redis_backplane_for(s.redis, health, metrics)
@@ -73,7 +77,7 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None,
     if backplane is not None:
         invalid = metrics.backplane_events.labels("invalid")
         replicator = Replicator(backplane, prefix=s.redis.namespace, instance_id=s.instance_id,
-                                on_invalid=invalid.inc)
+                                on_invalid=invalid.inc, hash_tag=s.redis.cluster)
 
     async def stored(room: str, size: int) -> None:
         await runner.run(runner.hooks.on_store, RoomEvent(room, size))

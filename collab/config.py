@@ -52,6 +52,9 @@ class RedisSettings:
     # pointer published instead (backplane/redis_blobs.py); keep it well below
     # Redis's pub/sub output-buffer limit (8 MB soft, 32 MB hard by default).
     max_message_bytes: int = 1024 * 1024
+    # A Redis Cluster (ElastiCache cluster mode): the URL is its configuration
+    # endpoint; rooms use sharded pub/sub (backplane/redis_cluster.py).
+    cluster: bool = False
 
     def __post_init__(self) -> None:
         if self.max_message_bytes <= 0:
@@ -65,6 +68,18 @@ class RedisSettings:
             raise ConfigError("COLLAB_REDIS_SSL_CERTFILE and COLLAB_REDIS_SSL_KEYFILE go together")
         if self.url:
             self._check_url()
+        if self.cluster:
+            self._check_cluster()
+
+    def _check_cluster(self) -> None:
+        if "{" in self.prefix or "}" in self.prefix:
+            # The room channel's hash tag starts the name: a brace in the
+            # prefix would cut it short and put every room in one slot.
+            raise ConfigError("COLLAB_REDIS_PREFIX may not contain { or } with "
+                              "COLLAB_REDIS_CLUSTER")
+        if self.url and urlsplit(self.url).path.strip("/") not in ("", "0"):
+            raise ConfigError("a Redis Cluster has only database 0: COLLAB_REDIS_URL must end "
+                              "in /0 (or no database) with COLLAB_REDIS_CLUSTER")
 
     def _check_url(self) -> None:
         from redis.asyncio.connection import parse_url

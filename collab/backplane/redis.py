@@ -19,113 +19,86 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
-from ..backoff import backoff_delay
 from ..config import RedisSettings
 from ..errors import BackplaneError
 from ..observability.health import Health
 from ..observability.metrics import Metrics
-from ..tasks import TaskSet
 from . import redis_blobs as blobs
-from .base import Handler, ResubscribedCallback
-from .redis_cycle import Cycle
+from .base import Handler
+from .redis_base import LINK, STABLE_AFTER, SUBSCRIBER, QueuedRedisBackplane
+from .redis_base import channel_name as _channel_name
 from .redis_options import RedisOptions, explain
 
 log = logging.getLogger("collab.backplane.redis")
 
-# Components in /readyz: the link (connect, TLS, AUTH, publish) and the listener.
-LINK = "redis"
-SUBSCRIBER = "redis_subscriber"
-
-MAX_QUEUE = 10_000
-MAX_BATCH = 256
-# A connection that stayed up this long resets the backoff.
-STABLE_AFTER = 1.0
+__all__ = ["LINK", "SUBSCRIBER", "RedisBackplane", "redis_backplane_for"]
 
 _LINK_ERRORS = (RedisError, OSError, BackplaneError, TimeoutError)
 
 
-class RedisBackplane:
+class _Cycle:
+    """State of one connection cycle (one pool, one pub/sub connection)."""
+
+    def __init__(self, pool: ConnectionPool, client: Redis, pubsub: PubSub) -> None:
+        self.pool = pool
+        self.client = client
+        self.pubsub = pubsub
+        self.failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.confirms: dict[str, asyncio.Future[None]] = {}
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.failed.done():
+            self.failed.set_exception(exc)
+        # Subscribers waiting for a confirmation stop waiting: the next cycle
+        # subscribes their channels again, then anti-entropy runs.
+        for fut in self.confirms.values():
+            if not fut.done():
+                fut.set_result(None)
+
+    async def close(self) -> None:
+        """Close every connection of the cycle (idempotent; dead ones too)."""
+        steps = (self._close_pubsub_connection, self.pubsub.aclose, self.client.aclose,
+                 self.pool.disconnect)
+        for step in steps:
+            try:
+                await step()
+            except Exception as exc:  # a dead connection may fail to close in any way
+                log.debug("redis backplane: closing a dead connection: %r", exc)
+
+    async def _close_pubsub_connection(self) -> None:
+        # PubSub.aclose() only starts closing its socket (so that a reader
+        # still on it cannot deadlock it); our listener is gone by now, so wait
+        # for the close to finish: over TLS that is a close_notify exchange,
+        # and a cycle must not leave it half-done behind it.
+        conn = self.pubsub.connection
+        if conn is not None:
+            await conn.disconnect()
+
+
+class RedisBackplane(QueuedRedisBackplane):
     name = "redis"
 
     def __init__(self, options: RedisOptions, *, health: Health | None = None,
                  events: Callable[[str, int], None] | None = None) -> None:
-        self.options = options
-        self.health = health if health is not None else Health()
-        self._events = events
+        super().__init__(options, log, health=health, events=events)
         self.control_channel = f"{options.namespace}:backplane"
-        self._handlers: dict[str, Handler] = {}
-        self._callbacks: list[ResubscribedCallback] = []
-        self._queue: deque[tuple[str, bytes]] = deque()
-        self._wake = asyncio.Event()
-        self._sub_lock = asyncio.Lock()
-        self._cycle: Cycle | None = None
-        self._last_cycle: Cycle | None = None
-        self._connected = False
-        self._supervisor: asyncio.Task[None] | None = None
-        self._first_outcome = asyncio.Event()
-        self._drained = asyncio.Event()
-        self._dropped = 0
-        self._overflowed = False
-        self._resync_tasks: set[asyncio.Task[None]] = set()
-        self._fetches = TaskSet("redis backplane fetches")
-        self.connects = 0
-        self.last_error = ""
-
-    @property
-    def connected(self) -> bool:
-        return self._connected
-
-    def _count(self, event: str, n: int = 1) -> None:
-        if self._events is not None:
-            self._events(event, n)
+        self._cycle: _Cycle | None = None
+        self._last_cycle: _Cycle | None = None
 
     # -- interface -------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Start connecting; wait (bounded) for the first outcome so that a
-        misconfiguration is in the start-up log; never raise for it."""
-        for name in (LINK, SUBSCRIBER):
-            self.health.set_pending(name, "connecting", url=self.options.safe_url)
-        log.info("redis backplane: connecting to %s", self.options.describe())
-        self._supervisor = asyncio.get_running_loop().create_task(
-            self._supervise(), name="redis-backplane")
-        try:
-            await asyncio.wait_for(self._first_outcome.wait(), 2 * self.options.socket_timeout + 1)
-        except TimeoutError:
-            log.error("redis backplane: no answer from %s within %.0f s at start-up; "
-                      "serving local rooms only until it answers",
-                      self.options.safe_url, 2 * self.options.socket_timeout + 1)
-
     async def stop(self) -> None:
-        if self._connected and self._queue:
-            # Let the last local edits reach the other instances.
-            self._drained.clear()
-            self._wake.set()
-            try:
-                await asyncio.wait_for(self._drained.wait(), self.options.socket_timeout)
-            except TimeoutError:
-                log.warning("redis backplane: %d messages not published at shutdown",
-                            len(self._queue))
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            try:
-                await self._supervisor
-            except asyncio.CancelledError:
-                pass
-            self._supervisor = None
+        await self._drain_and_cancel()
         if self._last_cycle is not None:
             await self._last_cycle.close()  # in case cancellation cut its close short
             self._last_cycle = None
-        for task in list(self._resync_tasks):
-            task.cancel()
-        await self._fetches.aclose()
         self._connected = False
 
     async def subscribe(self, channel: str, handler: Handler) -> None:
@@ -158,28 +131,6 @@ class RedisBackplane:
                 except Exception as exc:  # as in subscribe()
                     cycle.fail(exc)
 
-    def publish(self, channel: str, payload: bytes) -> None:
-        if not self._connected:
-            # Anti-entropy after the reconnect carries it; count it, log once per outage.
-            if self._dropped == 0:
-                log.warning("redis backplane down (%s): publishing suspended, local editing "
-                            "continues; anti-entropy will resend on reconnect", self.last_error)
-            self._dropped += 1
-            self._count("dropped")
-            return
-        if len(self._queue) >= MAX_QUEUE:
-            if not self._overflowed:
-                log.error("redis backplane: outbound queue full (%d); dropping, a resync "
-                          "follows once it drains", MAX_QUEUE)
-            self._overflowed = True
-            self._count("dropped")
-            return
-        self._queue.append((channel, payload))
-        self._wake.set()
-
-    def add_resubscribed_callback(self, callback: ResubscribedCallback) -> None:
-        self._callbacks.append(callback)
-
     # -- supervisor ------------------------------------------------------------
 
     async def _supervise(self) -> None:
@@ -202,26 +153,15 @@ class RedisBackplane:
                 self._cycle = None
             if was_connected and loop.time() - started >= STABLE_AFTER:
                 attempt = 0
-            self.last_error = cause
-            self._count("error")
-            lost = len(self._queue)
-            self._queue.clear()
-            self._dropped += lost
-            delay = backoff_delay(attempt, self.options.backoff_base, self.options.backoff_cap)
+            delay = self._failed(cause, attempt, was_connected=was_connected)
             attempt += 1
-            for name in (LINK, SUBSCRIBER):
-                self.health.set_failing(name, cause, url=self.options.safe_url,
-                                        attempt=attempt, retry_in=round(delay, 3))
-            log.error("redis backplane: %s; %s; reconnect attempt %d in %.2f s",
-                      cause, "link lost" if was_connected else "cannot connect", attempt, delay)
-            self._first_outcome.set()
             await asyncio.sleep(delay)
             self._count("reconnect")
 
     async def _run_cycle(self, attempt: int) -> None:
         pool = ConnectionPool(**self.options.connection_kwargs())
         client: Redis = Redis(connection_pool=pool)
-        cycle = self._last_cycle = Cycle(pool, client, client.pubsub())
+        cycle = self._last_cycle = _Cycle(pool, client, client.pubsub())
         try:
             await client.ping()  # TCP, TLS handshake, AUTH: the misconfigurations fail here
             self.health.set_ok(LINK, url=self.options.safe_url, attempt=0, retry_in=None)
@@ -253,7 +193,7 @@ class RedisBackplane:
         finally:
             await cycle.close()
 
-    async def _subscribe_all(self, cycle: Cycle) -> None:
+    async def _subscribe_all(self, cycle: _Cycle) -> None:
         channels = [self.control_channel, *self._handlers]
         await cycle.pubsub.subscribe(*channels)
         pending = set(channels)
@@ -272,22 +212,9 @@ class RedisBackplane:
             else:
                 self._dispatch(cycle, msg)
 
-    def _spawn_resync(self) -> None:
-        for callback in list(self._callbacks):
-            task = asyncio.get_running_loop().create_task(self._run_callback(callback))
-            self._resync_tasks.add(task)
-            task.add_done_callback(self._resync_tasks.discard)
-
-    async def _run_callback(self, callback: ResubscribedCallback) -> None:
-        try:
-            await callback()
-        except Exception:
-            self._count("error")
-            log.exception("redis backplane: resubscribed callback %r failed", callback)
-
     # -- the three loops of a cycle ------------------------------------------------
 
-    async def _listen(self, cycle: Cycle) -> None:
+    async def _listen(self, cycle: _Cycle) -> None:
         """One loop reads everything and fans out; PINGs detect a hung server."""
         loop = asyncio.get_running_loop()
         timeout = self.options.socket_timeout
@@ -307,80 +234,39 @@ class RedisBackplane:
                 last_ping = now
                 await cycle.pubsub.ping()
 
-    def _dispatch(self, cycle: Cycle, msg: dict[str, Any]) -> None:
+    def _dispatch(self, cycle: _Cycle, msg: dict[str, Any]) -> None:
         kind = msg["type"]
         if kind == "message":
-            channel = _channel(msg)
-            handler = self._handlers.get(channel)
-            if handler is None:
-                return  # unsubscribed meanwhile
-            self._count("receive")
-            key = blobs.pointed_key(msg["data"])
-            if key is not None:
-                self._fetches.spawn(self._fetch(cycle, channel, key), name=f"fetch {key}")
-                return
-            try:
-                handler(msg["data"])
-            except Exception:
-                # A handler bug must not take the link down for every room; it is loud.
-                self._count("error")
-                log.exception("redis backplane: handler for %r failed", _channel(msg))
+            self._deliver(_channel(msg), msg["data"])
         elif kind == "subscribe":
             fut = cycle.confirms.get(_channel(msg))
             if fut is not None and not fut.done():
                 fut.set_result(None)
 
-    async def _fetch(self, cycle: Cycle, channel: str, key: str) -> None:
-        """Read a large payload whose pointer arrived, and hand it on."""
-        try:
-            data: bytes | None = await cycle.client.get(key)  # type: ignore[assignment]
-        except _LINK_ERRORS as exc:
-            cycle.fail(exc)  # the supervisor reconnects; anti-entropy recovers it
-            return
-        handler = self._handlers.get(channel)
-        if handler is None:
-            return
-        if data is None:
-            log.error("redis backplane: a large message on %r expired before it was read; "
-                      "resyncing", channel)
-            self._spawn_resync()
-            return
-        try:
-            handler(data)
-        except Exception:
-            self._count("error")
-            log.exception("redis backplane: handler for %r failed", channel)
+    async def _get(self, key: str) -> bytes | None:
+        cycle = self._cycle
+        if cycle is None:
+            raise BackplaneError("not connected")
+        data: bytes | None = await cycle.client.get(key)  # type: ignore[assignment]
+        return data
 
-    async def _publish_loop(self, cycle: Cycle) -> None:
-        queue = self._queue
+    async def _publish_loop(self, cycle: _Cycle) -> None:
         while True:
-            if not queue:
-                self._drained.set()
-                if self._overflowed:
-                    self._overflowed = False
-                    self._spawn_resync()
-                await self._wake.wait()
-                self._wake.clear()
-                continue
-            batch = [queue.popleft() for _ in range(min(MAX_BATCH, len(queue)))]
-            limit = self.options.max_message_bytes
+            batch = await self._next_batch()
             async with cycle.client.pipeline(transaction=False) as pipe:
                 for channel, payload in batch:
-                    if len(payload) > limit:
-                        # Never published whole: it would pass the subscribers'
-                        # pub/sub output buffer (see redis_blobs).
-                        key = blobs.new_key(self.options.namespace)
+                    large = self.large(channel, payload)
+                    if large is not None:  # never published whole (redis_blobs)
+                        key, pointer = large
                         pipe.set(key, payload, px=blobs.BLOB_TTL_MS)
-                        payload = blobs.pointer(key)
-                        self._count("large")
+                        payload = pointer
                     pipe.publish(channel, payload)
                 await pipe.execute()
             self._count("publish", len(batch))
 
 
 def _channel(msg: dict[str, Any]) -> str:
-    channel = msg["channel"]
-    return channel.decode("utf-8") if isinstance(channel, bytes) else str(channel)
+    return _channel_name(msg["channel"])
 
 
 def redis_backplane_for(settings: RedisSettings, health: Health,

@@ -26,8 +26,10 @@ POINTER_MARK = b"\xffblob:"
 BLOB_TTL_MS = 120_000
 
 
-def new_key(namespace: str) -> str:
-    return f"{namespace}:blob:{uuid.uuid4().hex}"
+def new_key(channel: str) -> str:
+    """A fresh key next to ``channel`` (on a cluster the channel's hash tag
+    puts it in the channel's slot)."""
+    return f"{channel}:blob:{uuid.uuid4().hex}"
 
 
 def pointer(key: str) -> bytes:

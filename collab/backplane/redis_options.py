@@ -38,14 +38,18 @@ class RedisOptions(RedisSettings):
             raise ConfigError("COLLAB_REDIS_URL is not set")
         super().__post_init__()
 
-    def connection_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``redis.asyncio.ConnectionPool``.
+    def connection_kwargs(self, *, host: str | None = None,
+                          port: int | None = None) -> dict[str, Any]:
+        """Keyword arguments for ``redis.asyncio.ConnectionPool`` (to the
+        URL's host, or to ``host:port``, a cluster node).
 
         redis-py's own retries and reconnects are off (a ``Retry`` of no
         attempts on no errors): the backplane reconnects itself, with backoff
         and jitter, and must see every failure to report it.
         """
         kwargs: dict[str, Any] = dict(parse_url(self.url))
+        if host is not None and port is not None:
+            kwargs.update(host=host, port=port)
         if self.username:
             kwargs["username"] = self.username
         if self.password:
@@ -62,6 +66,16 @@ class RedisOptions(RedisSettings):
             retry=Retry(NoBackoff(), 0, supported_errors=()),
             health_check_interval=0,
         )
+        return kwargs
+
+    def cluster_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``redis.asyncio.cluster.RedisCluster``: the
+        same TLS, AUTH and timeouts; the URL's host is the startup node (the
+        configuration endpoint); a cluster has only database 0."""
+        kwargs = self.connection_kwargs()
+        kwargs.pop("db", None)
+        if kwargs.pop("connection_class", None) is not None:
+            kwargs["ssl"] = True
         return kwargs
 
     def describe(self) -> str:
@@ -103,6 +117,13 @@ def explain(exc: BaseException, options: RedisOptions) -> str:
                     f"set it in COLLAB_REDIS_URL or COLLAB_REDIS_PASSWORD ({exc})")
         return (f"AUTH failed: wrong password or ACL username for {where}; check "
                 f"COLLAB_REDIS_URL / COLLAB_REDIS_USERNAME / COLLAB_REDIS_PASSWORD ({exc})")
+    if "CLUSTER MODE IS NOT ENABLED" in upper or "CLUSTER SUPPORT DISABLED" in upper:
+        return (f"not a cluster: {where} is a single Redis (cluster mode disabled), but "
+                "COLLAB_REDIS_CLUSTER is set; point COLLAB_REDIS_URL at the cluster's "
+                "configuration endpoint, or unset COLLAB_REDIS_CLUSTER")
+    if "CLUSTERDOWN" in upper or "SLOTNOTCOVERED" in upper or "NOT COVERED" in upper:
+        return (f"the cluster behind {where} is down or does not serve every slot right now "
+                f"(a failover in progress?) [{_last(chain)}]")
     if has(NoPermissionError) or "NOPERM" in upper:
         return f"ACL denied: the Redis user may not run pub/sub at {where} ({exc})"
     if "CERTIFICATE_VERIFY_FAILED" in upper:

@@ -62,9 +62,10 @@ class Replicator:
     backplane message it rejected."""
 
     def __init__(self, backplane: Backplane, *, prefix: str, instance_id: str,
-                 on_invalid: Callable[[], None] | None = None) -> None:
+                 on_invalid: Callable[[], None] | None = None, hash_tag: bool = False) -> None:
         self.backplane = backplane
         self.prefix = prefix
+        self.hash_tag = hash_tag
         self.instance_id = instance_id
         self._on_invalid = on_invalid
         self.links: dict[str, _Link] = {}
@@ -72,7 +73,12 @@ class Replicator:
         backplane.add_resubscribed_callback(self.resync_all)
 
     def channel(self, room: str) -> str:
-        return f"{self.prefix}:room:{room}"
+        """The one place room channels are named. On a Redis Cluster
+        (``hash_tag``) the whole name is the hash tag, ``{collab:room:NAME}``:
+        it is never empty whatever NAME holds, and any key of the room named
+        ``{collab:room:NAME}:...`` shares the channel's slot."""
+        name = f"{self.prefix}:room:{room}"
+        return f"{{{name}}}" if self.hash_tag else name
 
     # -- lifecycle ---------------------------------------------------------------
 

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from tests.support.fixtures import certs, redis_factory
+from tests.support.fixtures import certs, redis_cluster, redis_factory
 
-__all__ = ["certs", "redis_factory"]
+__all__ = ["certs", "redis_cluster", "redis_factory"]

@@ -2,7 +2,9 @@
 
 Redis here is the real thing, as deployed: TLS with a CA, a password on the
 default user and an ACL user (the backplane logs in as the ACL user). Breaking
-the link means SIGKILL and a restart on the same port.
+the link means SIGKILL and a restart on the same port; on the cluster (3
+primaries + 3 replicas, sharded pub/sub) every primary is killed at once, so
+no replica can be elected and the same primaries come back.
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ import pytest
 
 from collab.backplane import Backplane, MemoryBackplane, MemoryHub
 from collab.backplane.redis import RedisBackplane
+from collab.backplane.redis_cluster import RedisClusterBackplane
 from collab.backplane.redis_options import RedisOptions
 from collab.observability.health import Health
+from tests.support.redis_cluster import RedisCluster
 from tests.support.redis_server import RedisServer
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -67,11 +72,42 @@ class RedisHarness:
         await self.server.arestart()
 
 
-@pytest.fixture(params=["memory", "redis"])
+class ClusterHarness:
+    def __init__(self, cluster: RedisCluster) -> None:
+        self.cluster = cluster
+        self.members: list[RedisClusterBackplane] = []
+        self.killed: list[RedisServer] = []
+
+    async def member(self) -> Backplane:
+        options = RedisOptions(self.cluster.url(username="app"), backoff_base=0.05,
+                               backoff_cap=0.5, socket_timeout=2.0, prefix="contract",
+                               cluster=True)
+        bp = RedisClusterBackplane(options, health=Health())
+        self.members.append(bp)
+        return bp
+
+    async def break_link(self) -> None:
+        self.killed = self.cluster.primaries()
+        for node in self.killed:
+            await asyncio.to_thread(self.cluster.kill, node)
+        # A member with no channel on a shard hears of its loss only through
+        # its PINGs: the link is broken once every member says so.
+        await wait_until(lambda: not any(bp.health.ready for bp in self.members),
+                         timeout=15, what="every member reports the cluster down")
+
+    async def restore_link(self) -> None:
+        for node in self.killed:
+            await asyncio.to_thread(node.restart)
+        await asyncio.to_thread(self.cluster.wait_healthy)
+
+
+@pytest.fixture(params=["memory", "redis", "cluster"])
 async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
-    h: MemoryHarness | RedisHarness
+    h: MemoryHarness | RedisHarness | ClusterHarness
     if request.param == "memory":
         h = MemoryHarness()
+    elif request.param == "cluster":
+        h = ClusterHarness(request.getfixturevalue("redis_cluster"))
     else:
         make: Callable[..., RedisServer] = request.getfixturevalue("redis_factory")
         h = RedisHarness(make(tls=True, password="default-secret", users={"app": "app-secret"}))

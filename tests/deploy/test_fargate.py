@@ -174,9 +174,11 @@ def test_alb_idle_timeout_exceeds_ping_interval() -> None:
 
 def test_redis_url_is_tls_and_password_comes_from_the_auth_token_secret() -> None:
     url = _environment()["COLLAB_REDIS_URL"]
-    assert url == {"Fn::Sub": "rediss://${Redis.PrimaryEndPoint.Address}"
-                              ":${Redis.PrimaryEndPoint.Port}/0"}
-    assert url["Fn::Sub"].startswith("rediss://")
+    assert url == {"Fn::If": [
+        "RedisClusterMode",
+        {"Fn::Sub": "rediss://${Redis.ConfigurationEndPoint.Address}"
+                    ":${Redis.ConfigurationEndPoint.Port}/0"},
+        {"Fn::Sub": "rediss://${Redis.PrimaryEndPoint.Address}:${Redis.PrimaryEndPoint.Port}/0"}]}
     assert "COLLAB_REDIS_PASSWORD" not in _environment(), "a secret in plain Environment"
     secret_ref = _secrets()["COLLAB_REDIS_PASSWORD"]
     assert secret_ref["Ref"] in resources_of_type("AWS::SecretsManager::Secret")
@@ -192,6 +194,31 @@ def test_elasticache_encrypts_and_uses_the_same_auth_token_secret() -> None:
     secret = _secrets()["COLLAB_REDIS_PASSWORD"]["Ref"]
     assert props["AuthToken"] == {
         "Fn::Sub": "{{resolve:secretsmanager:${" + secret + "}:SecretString}}"}
+
+
+def test_cluster_mode_parameter_switches_elasticache_and_the_backplane() -> None:
+    assert _parameter_default("RedisShards") == 0  # one primary + replicas, as before
+    assert template()["Conditions"]["RedisClusterMode"] == {
+        "Fn::Not": [{"Fn::Equals": [ref("RedisShards"), 0]}]}
+    props = _props("AWS::ElastiCache::ReplicationGroup")
+    no = ref("AWS::NoValue")
+    assert props["NumNodeGroups"] == {"Fn::If": ["RedisClusterMode", ref("RedisShards"), no]}
+    assert props["ReplicasPerNodeGroup"] == {
+        "Fn::If": ["RedisClusterMode", ref("RedisReplicasPerShard"), no]}
+    assert props["NumCacheClusters"] == {"Fn::If": ["RedisClusterMode", no,
+                                                    ref("CacheNodeCount")]}
+    # Cluster mode is the parameter group's cluster-enabled; TLS + AUTH stay on.
+    assert props["CacheParameterGroupName"] == {
+        "Fn::If": ["RedisClusterMode", "default.redis7.cluster.on", no]}
+    assert props["TransitEncryptionEnabled"] is True and "AuthToken" in props
+    assert props["AutomaticFailoverEnabled"] is True
+    # The task is told, with a value Settings parses.
+    flag = _environment()["COLLAB_REDIS_CLUSTER"]
+    assert flag == {"Fn::If": ["RedisClusterMode", "true", "false"]}
+    for value in flag["Fn::If"][1:]:
+        url = "rediss://h:6379/0"
+        parsed = Settings.from_env({"COLLAB_REDIS_URL": url, "COLLAB_REDIS_CLUSTER": value})
+        assert parsed.redis.cluster is (value == "true")
 
 
 def test_auth_token_excludes_every_character_elasticache_forbids() -> None:

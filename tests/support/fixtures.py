@@ -6,6 +6,9 @@ Enable them in a conftest with ``from tests.support.fixtures import *  # noqa: F
 - ``certs``: a fresh CA + server + client certificate (:class:`CertBundle`).
 - ``redis_factory``: ``redis_factory(**RedisServer kwargs) -> RedisServer``,
   started; all stopped at teardown. TLS servers get ``certs`` unless given.
+- ``redis_cluster``: one 3 + 3 Redis Cluster (TLS, password, ACL user
+  ``app``) for the whole session; tests that kill or fail over nodes leave it
+  healthy again (roles may have changed: look nodes up by slot).
 - ``postgres_server``: one PostgreSQL 15 for the whole session.
 - ``postgres_url``: a fresh, empty database on it for each test.
 """
@@ -21,9 +24,13 @@ import pytest
 
 from .certs import CertBundle, make_certs
 from .postgres_server import PostgresServer
+from .redis_cluster import RedisCluster
 from .redis_server import RedisServer
 
-__all__ = ["certs", "postgres_server", "postgres_url", "redis_factory"]
+__all__ = ["certs", "postgres_server", "postgres_url", "redis_cluster", "redis_factory"]
+
+CLUSTER_PASSWORD = "cluster-default-secret"
+CLUSTER_USERS = {"app": "cluster-app-secret"}
 
 _db_counter = itertools.count(1)
 
@@ -48,6 +55,14 @@ def redis_factory(tmp_path: Path, certs: CertBundle) -> Iterator[Callable[..., R
     yield make
     for server in reversed(servers):
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    directory = tmp_path_factory.mktemp("redis-cluster")
+    with RedisCluster(directory, certs=make_certs(directory / "pki"),
+                      password=CLUSTER_PASSWORD, users=CLUSTER_USERS) as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="session")
