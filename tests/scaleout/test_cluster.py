@@ -30,7 +30,7 @@ from .test_faults import type_and_signal
 pytestmark = pytest.mark.anyio
 
 ROOM = "cluster/doc"
-CHANNEL = "{collab:room:cluster/doc}"  # what Replicator.channel names it on a cluster
+CHANNEL = "{collab:0:room:cluster/doc}"  # what Replicator.channel names it on a cluster
 
 
 def cluster_env(cluster: RedisCluster, **url: object) -> dict[str, str]:
@@ -117,3 +117,21 @@ async def test_cluster_misconfiguration_is_named(
         await js.call("connect", handle="x", url=srv.ws_url, room="local")
         await js.call("insert", handle="x", text="still here")
         await js.call("wait_text", handle="x", equals="still here", timeout_ms=10_000)
+
+
+async def test_messages_past_the_size_limit_cross_a_cluster_through_a_key(
+        tmp_path: Path, redis_cluster: RedisCluster) -> None:  # noqa: F811
+    """The large-message path on a cluster: the key must live on the primary
+    that publishes the pointer (it shares the channel's hash slot)."""
+    from tests.observability.common import scrape, value
+
+    env = {**cluster_env(redis_cluster), "COLLAB_REDIS_MAX_MESSAGE_BYTES": "512"}
+    async with instances(tmp_path, 2, env) as (a, b), js_client(tmp_path) as js:
+        await js.call("connect", handle="a", url=a.ws_url, room="cluster/large")
+        await js.call("connect", handle="b", url=b.ws_url, room="cluster/large")
+        marks = tokens("big", 3)
+        for mark in marks:  # each insert is one update of ~2 KB, past the 512-byte limit
+            await js.call("insert", handle="a", text=mark + "x" * 2000)
+        await converged(js, ["a", "b"], marks)
+        assert value(await scrape(a.url), "collab_backplane_events_total", event="large") >= 3
+        assert "cannot read a large message" not in a.log_text() + b.log_text()
