@@ -2,7 +2,9 @@
 
 On SIGTERM/SIGINT: readiness turns 503 and new sockets are refused at once;
 after ``drain_seconds`` (or as soon as no socket is left) the remaining
-sockets get 1001, rooms are stored, and the process exits 0. A second signal
+sockets get 1001, rooms are stored, and the process exits 0 — or 1 when the
+store did not take every edit (the rooms are named in the log): an
+orchestrator must not read a data loss as a clean stop. A second signal
 exits at once. uvicorn's own shutdown would close sockets with 1012 straight
 away, which is why the drain runs before uvicorn is told to exit.
 """
@@ -102,15 +104,30 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
         # Above our own limit so collab, not uvicorn, answers 1009 with a reason.
         ws_max_size=settings.max_frame_bytes * 2 + 1024,
         ws_per_message_deflate=False,
-        # Reports 1006 and keepalive-timeout closes precisely (see transport.uvicorn).
-        ws=protocol_class(),
+        # Reports 1006 and keepalive-timeout closes precisely, answers pings at
+        # a bounded rate (see transport.uvicorn).
+        ws=protocol_class(settings.ping_answer_rate),
+        # X-Forwarded-For is read by collab's connect-rate gate, through
+        # COLLAB_TRUSTED_PROXIES only; uvicorn would trust it from 127.0.0.1.
+        proxy_headers=False,
         log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=10,
     )
 
 
 def _worker(settings: Settings, sock: socket.socket) -> None:
     logs.configure(settings.log_format, settings.log_level)
-    DrainingServer(uvicorn_config(settings)).run(sockets=[sock])
+    server = DrainingServer(uvicorn_config(settings))
+    server.run(sockets=[sock])
+    sys.exit(_exit_code(server))
+
+
+def _exit_code(server: DrainingServer) -> int:
+    """0 for a clean stop; 1 if it never started or edits were not stored."""
+    app = server.config.loaded_app
+    collab = getattr(getattr(getattr(app, "app", app), "state", None), "collab", None)
+    if not server.started:
+        return 1
+    return 1 if collab is not None and collab.unsaved_rooms else 0
 
 
 def run_workers(settings: Settings, metrics_dir: str | None = None) -> int:
@@ -183,4 +200,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(settings: Settings) -> int:
     server = DrainingServer(uvicorn_config(settings))
     server.run()
-    return 0 if server.started else 1
+    return _exit_code(server)

@@ -77,6 +77,8 @@ TRANSPORT_CLOSE = "collab.closed_by_server"
 CONN_ID_SCOPE_KEY = "collab.conn_id"
 # Scope key of the direct writer our uvicorn protocol offers (see transport.uvicorn).
 DIRECT_SCOPE_KEY = "collab.direct_writer"
+# Scope key of a callable dropping the socket at once, its buffers with it.
+ABORT_SCOPE_KEY = "collab.abort"
 
 
 class DirectWrite(Protocol):
@@ -99,7 +101,7 @@ class Connection:
     """
 
     # Thousands of these live at once: no per-instance __dict__.
-    __slots__ = ("_abort_send", "_asgi_send", "_direct", "_max_bytes", "_max_frames",
+    __slots__ = ("_abort", "_abort_send", "_asgi_send", "_direct", "_max_bytes", "_max_frames",
                  "_on_overflow", "_on_sent", "_queue", "_queued_bytes", "_sender_task",
                  "_sending", "_wake", "close_code", "close_reason", "id", "path", "state",
                  "stats")
@@ -107,9 +109,12 @@ class Connection:
     def __init__(self, conn_id: str, send: ASGISend, *, max_frames: int, max_bytes: int,
                  path: str = "", direct: DirectWrite | None = None,
                  on_sent: Callable[[str, int], None] | None = None,
-                 on_overflow: Callable[[], None] | None = None) -> None:
+                 on_overflow: Callable[[], None] | None = None,
+                 abort: Callable[[], None] | None = None) -> None:
         """``on_sent(label, size)`` is called for every frame written (the
-        metrics tally); ``on_overflow()`` when the queue bound closes it."""
+        metrics tally); ``on_overflow()`` when the queue bound closes it;
+        ``abort()`` drops the socket and what its transport still buffers
+        (offered by our uvicorn protocol; the host server's otherwise)."""
         self.id = conn_id
         self.path = path
         self.stats = Stats()
@@ -129,6 +134,7 @@ class Connection:
         self._abort_send = False
         self._on_sent = on_sent
         self._on_overflow = on_overflow
+        self._abort = abort
 
     def __repr__(self) -> str:
         return f"<Connection {self.id} {self.state.value}>"
@@ -227,6 +233,15 @@ class Connection:
                                    "reason": self.close_reason[:120]})
         except (OSError, RuntimeError) as exc:
             log.debug("close failed: %s", exc, extra={"conn_id": self.id})
+
+    def abort(self) -> None:
+        """A client that does not read is given up on: its queue goes, and
+        with our uvicorn protocol its transport and every byte buffered there."""
+        if self._queue:
+            self._queue.clear()
+        self._queued_bytes = 0
+        if self._abort is not None:
+            self._abort()
 
     def closed_by_transport(self, code: int, reason: str) -> None:
         """The ASGI server itself closed the socket (keepalive timeout, its own

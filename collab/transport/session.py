@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl
 from starlette.types import Receive, Scope, Send
 
 from ..errors import CloseCode, CloseError, StoreError
-from ..hooks import AuthRequest, AuthResult, ConnectEvent, HookRunner
+from ..hooks import AuthRequest, AuthResult, ConnectEvent, HookFailed, HookRunner
 from ..observability.metrics import Metrics
 from ..rooms.room import Peer, Room
 from .connection import TRANSPORT_CLOSE, Connection, Initiator, State
@@ -146,9 +146,13 @@ class Session:
         request = AuthRequest(self.conn.id, room, self.token() if token is None else token,
                               self.headers, self.query)
         try:
-            result = await hook(request)
-        except Exception:
-            log.exception("authenticate hook failed", extra=self.extra)
+            result: AuthResult = await self.hooks.call(hook, request)
+        except HookFailed as exc:
+            # Logged by the runner, naming the hook. A hook that hangs is
+            # "not authenticated (yet)": 4401, which providers retry.
+            if exc.timed_out:
+                return AuthResult(False, code=CloseCode.UNAUTHORIZED,
+                                  reason="authentication timed out")
             return AuthResult(False, code=CloseCode.INTERNAL, reason="authentication failed")
         if not result.allowed:
             log.info("authentication denied: %s", result.reason, extra=self.extra)
@@ -169,8 +173,10 @@ class Session:
     async def connected(self, name: str, result: AuthResult) -> None:
         """``name`` is open on this socket: note it, tell the on_connect hook."""
         self.rooms[name] = None
-        await self.hooks.run(self.hooks.hooks.on_connect, ConnectEvent(
+        ok = await self.hooks.run(self.hooks.hooks.on_connect, ConnectEvent(
             self.conn.id, name, result.readonly, dict(result.context)))
+        if not ok:
+            self.conn.close(CloseCode.INTERNAL, "on_connect hook failed")
 
     async def reject(self, code: int, reason: str, *, flush: bool = False) -> None:
         log.info("rejecting connection: %s %s", int(code), reason, extra=self.extra)
@@ -181,7 +187,12 @@ class Session:
         try:
             await asyncio.wait_for(self._until_disconnect(), CLOSE_TIMEOUT)
         except TimeoutError:
-            log.warning("client did not answer the close frame", extra=self.extra)
+            # A client that stopped reading never takes the close frame, and
+            # the socket's write buffer (a document-sized step2, say) would
+            # live as long as its TCP connection: drop it now.
+            log.warning("client did not answer the close frame: aborting the socket",
+                        extra=self.extra)
+            self.conn.abort()
 
     async def _until_disconnect(self) -> None:
         while self._client_code is None:
@@ -205,6 +216,10 @@ class Session:
         conn = self.conn
         limit = self.settings.max_frame_bytes
         receive = self._receive
+        # Frame rate: a token bucket, refilled at `rate` per second up to `burst`.
+        rate, burst = self.settings.frame_rate, float(self.settings.frame_burst)
+        tokens, stamp = burst, 0.0
+        clock = asyncio.get_running_loop().time
         while True:
             if conn.state is not State.OPEN:
                 await self._await_disconnect()
@@ -221,6 +236,17 @@ class Session:
                 continue
             conn.stats.frames_in += 1
             conn.stats.bytes_in += len(data)
+            if rate:
+                now = clock()
+                tokens = min(burst, tokens + (now - stamp) * rate)
+                stamp = now
+                if tokens < 1.0:
+                    self.metrics.frame_rejected(self.endpoint, "frame_rate")
+                    self._close_for(CloseError(
+                        f"more than {rate:g} frames per second (burst {burst:g})",
+                        CloseCode.POLICY))
+                    continue
+                tokens -= 1.0
             if len(data) > limit:
                 self.metrics.frame_rejected(self.endpoint, "too_big")
                 self._close_for(CloseError(f"frame of {len(data)} bytes exceeds {limit}",
