@@ -176,13 +176,12 @@ class HookRunner:
             async with asyncio.timeout(self.timeout):
                 return await hook(event)
         except TimeoutError:
-            log.error("hook %s (%s) did not answer within %gs (COLLAB_HOOK_TIMEOUT)", name,
-                      getattr(hook, "__qualname__", hook), self.timeout, extra=extra)
+            log.error("%s hook did not answer within %gs (COLLAB_HOOK_TIMEOUT)", name,
+                      self.timeout, extra=extra)
             self._failed(name, "timeout")
             raise HookFailed(name, True) from None
         except Exception as exc:
-            log.exception("hook %s (%s) failed", name, getattr(hook, "__qualname__", hook),
-                          extra=extra)
+            log.exception("%s hook failed", name, extra=extra)
             self._failed(name, "raised")
             raise HookFailed(name, False) from exc
 

@@ -68,6 +68,10 @@ class CloseRecord:
 
 
 _CLOSE = object()  # sentinel queued after the last frame to send
+# A socket we closed that has not ended this long after is aborted: a client
+# that stopped reading never takes the close frame, and the write buffer
+# behind it (a document-sized step2, say) would live as long as its TCP.
+ABORT_AFTER = 5.0
 
 # Key of a ``websocket.disconnect`` message set by our uvicorn protocol when it
 # closed the socket itself (keepalive timeout, a frame its parser refused).
@@ -101,10 +105,10 @@ class Connection:
     """
 
     # Thousands of these live at once: no per-instance __dict__.
-    __slots__ = ("_abort", "_abort_send", "_asgi_send", "_direct", "_max_bytes", "_max_frames",
-                 "_on_overflow", "_on_sent", "_queue", "_queued_bytes", "_sender_task",
-                 "_sending", "_wake", "close_code", "close_reason", "id", "path", "state",
-                 "stats")
+    __slots__ = ("_abort", "_abort_send", "_abort_timer", "_asgi_send", "_direct", "_max_bytes",
+                 "_max_frames", "_on_overflow", "_on_sent", "_queue", "_queued_bytes",
+                 "_sender_task", "_sending", "_wake", "close_code", "close_reason", "id",
+                 "path", "state", "stats")
 
     def __init__(self, conn_id: str, send: ASGISend, *, max_frames: int, max_bytes: int,
                  path: str = "", direct: DirectWrite | None = None,
@@ -135,6 +139,7 @@ class Connection:
         self._on_sent = on_sent
         self._on_overflow = on_overflow
         self._abort = abort
+        self._abort_timer: asyncio.TimerHandle | None = None
 
     def __repr__(self) -> str:
         return f"<Connection {self.id} {self.state.value}>"
@@ -195,6 +200,8 @@ class Connection:
                 self._abort_send = True
                 self._sender_task.cancel()
         self._enqueue(_CLOSE)
+        if self._abort is not None:
+            self._abort_timer = asyncio.get_running_loop().call_later(ABORT_AFTER, self.abort)
 
     async def run_sender(self) -> None:
         """Write queued frames in order until the close sentinel or a dead socket."""
@@ -237,6 +244,10 @@ class Connection:
     def abort(self) -> None:
         """A client that does not read is given up on: its queue goes, and
         with our uvicorn protocol its transport and every byte buffered there."""
+        if self.state is State.CLOSED:
+            return
+        log.warning("socket did not end after its close: aborting the socket",
+                    extra={"conn_id": self.id})
         if self._queue:
             self._queue.clear()
         self._queued_bytes = 0
@@ -262,6 +273,8 @@ class Connection:
         if self.state is State.OPEN:
             self._transition(State.OPEN, State.CLOSING)
         self._transition(State.CLOSING, State.CLOSED)
+        if self._abort_timer is not None:
+            self._abort_timer.cancel()
         if self._sender_task is not None:
             self._sender_task.cancel()
         if self.close_code is not None:

@@ -190,8 +190,7 @@ class Session:
             # A client that stopped reading never takes the close frame, and
             # the socket's write buffer (a document-sized step2, say) would
             # live as long as its TCP connection: drop it now.
-            log.warning("client did not answer the close frame: aborting the socket",
-                        extra=self.extra)
+            log.warning("client did not answer the close frame", extra=self.extra)
             self.conn.abort()
 
     async def _until_disconnect(self) -> None:
