@@ -119,6 +119,14 @@ class CollabWebSocketProtocol(WebSocketsSansIOProtocol):
             if not self.conn.extensions:  # settled by the handshake: raw frames need none
                 scope[DIRECT_SCOPE_KEY] = DirectWriter(self)  # type: ignore[literal-required]
 
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.http.response.body" and not message.get("more_body"):
+            # A handshake answered with an HTTP status (a gate's 429 or 503)
+            # is complete; uvicorn would log an ERROR line for each, and a
+            # connect storm would become a log storm.
+            self.handshake_complete = True
+
     def keepalive_timeout(self) -> None:
         if not (self.close_sent or self.transport.is_closing() or self.disconnected):
             # uvicorn sends 1011 "keepalive ping timeout" right after this.

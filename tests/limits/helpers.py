@@ -14,6 +14,7 @@ from pycrdt import Doc, Text
 
 from collab.client import YClient
 from tests.support.servers import CollabProcess
+from tests.support.waiting import wait_until
 
 MiB = 1024 * 1024
 
@@ -86,6 +87,10 @@ async def still_converging(a: YClient, b: YClient, tag: str, timeout: float = 15
         text = str(c.text())
         return f"<a:{tag}>" in text and f"<b:{tag}>" in text
 
-    await a.wait_for(both, timeout)
-    await b.wait_for(both, timeout)
-    await a.wait_for(lambda c: str(c.text()) == str(b.text()), timeout)
+    try:
+        await wait_until(lambda: both(a) and both(b) and str(a.text()) == str(b.text()),
+                         timeout, f"both clients have {tag!r}")
+    except TimeoutError:
+        raise AssertionError(f"not converged on {tag!r}: a={str(a.text())[-200:]!r} "
+                             f"b={str(b.text())[-200:]!r} closed={a.close_code, b.close_code}"
+                             ) from None
