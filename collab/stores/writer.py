@@ -40,7 +40,8 @@ RETRY_CAP = 5.0
 
 
 class _Pending:
-    __slots__ = ("attempts", "base", "doc", "first_at", "size", "timer", "updates", "writing")
+    __slots__ = ("attempts", "base", "doc", "first_at", "lock", "size", "timer", "updates",
+                 "writing")
 
     def __init__(self) -> None:
         self.updates: list[bytes] = []
@@ -54,6 +55,7 @@ class _Pending:
         self.doc: Doc[Any] | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.writing: asyncio.Task[None] | None = None
+        self.lock = asyncio.Lock()
 
 
 class Writer:
@@ -138,13 +140,15 @@ class Writer:
             pass  # logged and reported by flush(), retried on its timer
 
     async def flush(self, room: str) -> None:
-        """Write the room's buffer now (waits for a write already under way)."""
-        p = self._pending.get(room)
-        if p is None:
-            return
-        running = p.writing
-        if running is not None and running is not asyncio.current_task() and not running.done():
-            await asyncio.shield(running)
+        """Write the room's buffer now (after a write already under way: one
+        at a time per room, or a batch in flight could be forgotten)."""
+        while (p := self._pending.get(room)) is not None:
+            async with p.lock:
+                if self._pending.get(room) is p:
+                    await self._flush_locked(room, p)
+                    return
+
+    async def _flush_locked(self, room: str, p: _Pending) -> None:
         while p.updates:
             batch = p.updates
             p.updates, p.size = [], 0
@@ -154,9 +158,11 @@ class Writer:
                 rows = await self.store.append(room, data)
                 if rows > self.compact_threshold:
                     await self.store.compact(room)
-            except StoreError as exc:
+            except BaseException as exc:
                 p.updates[:0] = batch  # keep order; retry later
                 p.size += sum(map(len, batch))
+                if not isinstance(exc, StoreError):
+                    raise  # cancelled (shutdown) or a bug: the batch is kept all the same
                 self._report(room, started, exc)
                 delay = RETRY_MIN + backoff_delay(p.attempts, RETRY_BASE, RETRY_CAP)
                 p.attempts += 1
@@ -167,6 +173,10 @@ class Writer:
                         p.timer.cancel()
                     p.timer = asyncio.get_running_loop().call_later(delay, self._fire, room)
                 raise
+            if p.attempts:
+                log.info("storing room %r works again after %d failed attempts", room,
+                         p.attempts)
+            log.debug("stored %d bytes of room %r (log rows: %d)", len(data), room, rows)
             p.attempts = p.base = 0
             self._report(room, started, None)
             if self._on_stored is not None:
