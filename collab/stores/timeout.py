@@ -54,14 +54,11 @@ class TimedStore:
             self._abandon(task)
             raise StoreError(f"{what}: no answer within {self.timeout:g}s "
                              "(COLLAB_STORE_TIMEOUT)")
-        # The caller sees a StoreError whatever ended the call (a driver that
-        # cancelled itself, an unexpected exception): its retry logic is for
-        # every failure, and nothing it holds may be dropped on the way.
+        # A driver that cancelled its own call is a store failure, not a
+        # cancellation of the caller (which would end the caller's task).
+        # Other exceptions are bugs and stay what they are (1011, not 1013).
         if task.cancelled():
             raise StoreError(f"{what}: cancelled inside the store driver")
-        exc = task.exception()
-        if exc is not None and not isinstance(exc, StoreError):
-            raise StoreError(f"{what}: {type(exc).__name__}: {exc}") from exc
         return task.result()
 
     def _abandon(self, task: asyncio.Task[Any]) -> None:
