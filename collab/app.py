@@ -34,12 +34,14 @@ from .observability.monitors import Monitors
 from .observability.redact import Redactor, secrets_of
 from .observability.store_report import StoreReport
 from .rooms.registry import RoomRegistry
-from .rooms.room import RoomObserver
+from .rooms.room import RoomLimits, RoomObserver
 from .server import CollabServer
 from .stores import Store, store_from_url
+from .stores.timeout import TimedStore
 from .stores.writer import Writer
 from .transport.endpoint import SocketEndpoint
 from .transport.gates import Gate, OriginGate, PortGate
+from .transport.limits import ClientKey, ConnectionLimit, ConnectRate
 from .ywebsocket import YWebsocketSession
 
 log = logging.getLogger("collab.app")
@@ -56,11 +58,17 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None,
     raises :class:`~collab.errors.ConfigError` naming the variable.
     """
     s = settings or Settings.from_env(os.environ)
-    verifier = TokenVerifier.from_settings(s)
-    runner = HookRunner(hooks if hooks is not None else load_hooks(s.hooks), verifier=verifier)
-    if store is None:
-        store = store_from_url(s.store_url, compact_threshold=s.compact_threshold)
     metrics = Metrics()
+    verifier = TokenVerifier.from_settings(s)
+    runner = HookRunner(hooks if hooks is not None else load_hooks(s.hooks),
+                        verifier=verifier, timeout=s.hook_timeout,
+                        on_failure=metrics.hook_failed,
+                        on_dropped=metrics.hook_changes_dropped.inc)
+    if store is None:
+        store = store_from_url(s.store_url, compact_threshold=s.compact_threshold,
+                               statement_timeout=s.store_timeout)
+    # Every store call, from the writer, the room loads and the checks, is bounded.
+    store = TimedStore(store, s.store_timeout)
     health = Health(Redactor(secrets_of(s.redis.password, s.redis.url, s.store_url,
                                         s.jwt_secret, *s.api_key_list)))
     store_report = StoreReport(health, metrics, store.name)
@@ -87,13 +95,16 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None,
 
     writer = Writer(store, debounce=s.flush_debounce, max_wait=s.flush_max_wait,
                     compact_threshold=s.compact_threshold, on_result=store_report.write,
-                    on_stored=stored)
+                    on_stored=stored, buffer_bytes=s.store_buffer_bytes,
+                    on_collapse=metrics.store_buffer_collapsed.inc)
     observers: list[RoomObserver] = [writer, runner]
     if replicator is not None:
         observers.append(replicator)
     rooms = RoomRegistry(store, grace=s.room_grace, fanout_window=s.fanout_window,
                          observers=observers, lifecycle=[replicator] if replicator else [],
-                         flush=writer.flush, on_loaded=loaded)
+                         flush=writer.flush, on_loaded=loaded,
+                         limits=RoomLimits(s.max_document_bytes, s.max_awareness_state_bytes,
+                                           s.max_awareness_clients))
     server = CollabServer(s, store=store, writer=writer, rooms=rooms, health=health,
                           store_report=store_report)
     api_auth = ApiAuth(s.api_key_list, verifier)
@@ -111,7 +122,8 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None,
     monitors = Monitors(health=health, metrics=metrics, store=store, report=store_report,
                         room_count=lambda: len(rooms), loop_lag_interval=s.loop_lag_interval,
                         loop_lag_fail=s.loop_lag_fail,
-                        store_check_interval=s.store_check_interval)
+                        store_check_interval=s.store_check_interval,
+                        store_timeout=s.store_timeout)
 
     def operational(request: Request) -> bool:
         """With COLLAB_METRICS_PORT, metrics and the detailed readiness are
@@ -136,6 +148,7 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None,
         if not operational(request):
             return Response("Not Found", status_code=404, media_type="text/plain")
         metrics.active_rooms.set(len(rooms))
+        metrics.oversized_rooms.set(rooms.oversized())
         return Response(metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     @contextlib.asynccontextmanager
@@ -165,6 +178,11 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None,
     gates: list[Gate] = []
     if s.metrics_port:
         gates.append(PortGate(s.metrics_port))
+    if s.connect_rate:
+        gates.append(ConnectRate(s.connect_rate, s.connect_burst,
+                                 ClientKey.parse(s.trusted_proxies)))
+    if s.max_connections:
+        gates.append(ConnectionLimit(s.max_connections, lambda: len(server.connections)))
     if origins.checking:
         gates.append(OriginGate(origins, require_origin=s.require_origin))
 

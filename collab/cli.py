@@ -2,7 +2,9 @@
 
 On SIGTERM/SIGINT: readiness turns 503 and new sockets are refused at once;
 after ``drain_seconds`` (or as soon as no socket is left) the remaining
-sockets get 1001, rooms are stored, and the process exits 0. A second signal
+sockets get 1001, rooms are stored, and the process exits 0 — or 1 when the
+store did not take every edit (the rooms are named in the log): an
+orchestrator must not read a data loss as a clean stop. A second signal
 exits at once. uvicorn's own shutdown would close sockets with 1012 straight
 away, which is why the drain runs before uvicorn is told to exit.
 """
@@ -11,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
+import ctypes.util
 import logging
 import multiprocessing
 import os
@@ -109,8 +113,12 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
         # Above our own limit so collab, not uvicorn, answers 1009 with a reason.
         ws_max_size=settings.max_frame_bytes * 2 + 1024,
         ws_per_message_deflate=False,
-        # Reports 1006 and keepalive-timeout closes precisely (see transport.uvicorn).
-        ws=protocol_class(),
+        # Reports 1006 and keepalive-timeout closes precisely, answers pings at
+        # a bounded rate (see transport.uvicorn).
+        ws=protocol_class(settings.ping_answer_rate),
+        # X-Forwarded-For is read by collab's connect-rate gate, through
+        # COLLAB_TRUSTED_PROXIES only; uvicorn would trust it from 127.0.0.1.
+        proxy_headers=False,
         log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=10,
     )
 
@@ -136,7 +144,19 @@ def sockets_for(settings: Settings) -> list[socket.socket]:
 
 def _worker(settings: Settings, socks: list[socket.socket]) -> None:
     logs.configure(settings.log_format, settings.log_level)
-    DrainingServer(uvicorn_config(settings)).run(sockets=socks)
+    _return_large_buffers_to_os()
+    server = DrainingServer(uvicorn_config(settings))
+    server.run(sockets=socks)
+    sys.exit(_exit_code(server))
+
+
+def _exit_code(server: DrainingServer) -> int:
+    """0 for a clean stop; 1 if it never started or edits were not stored."""
+    app = server.config.loaded_app
+    collab = getattr(getattr(getattr(app, "app", app), "state", None), "collab", None)
+    if not server.started:
+        return 1
+    return 1 if collab is not None and collab.unsaved_rooms else 0
 
 
 def run_workers(settings: Settings, metrics_dir: str | None = None) -> int:
@@ -182,6 +202,28 @@ def run_workers(settings: Settings, metrics_dir: str | None = None) -> int:
     return max(codes, default=0)
 
 
+# glibc's mallopt parameter for the size from which allocations are mmap'ed.
+_M_MMAP_THRESHOLD = -3
+
+
+def _return_large_buffers_to_os() -> None:
+    """Make glibc give freed large buffers back to the OS.
+
+    By default glibc raises its mmap threshold to the size of each large
+    block freed (up to 32 MiB), so after one document-sized buffer is freed
+    the next ones come from the heap and stay in RSS once freed: ten aborted
+    non-readers of a 3 MiB document left 30 MiB resident although nothing
+    held them. A fixed threshold keeps document-sized frames and buffers
+    mmap'ed, so a limit's bound on memory is also a bound on RSS. Elsewhere
+    than glibc (musl, macOS) this does nothing.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
+    except (OSError, AttributeError) as exc:
+        log.debug("mallopt unavailable: %s", exc)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     environ = dict(os.environ)
     try:
@@ -192,6 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"collab: configuration error: {exc}", file=sys.stderr)
         return 2
     logs.configure(settings.log_format, settings.log_level)
+    _return_large_buffers_to_os()
     if settings.workers > 1 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Fresh per run: files of a previous run would be summed into this one.
         with multiproc_dir(os.environ.get("PROMETHEUS_MULTIPROC_DIR")) as path:
@@ -211,4 +254,4 @@ def _serve(settings: Settings) -> int:
         server.run(sockets=socks)
     else:
         server.run()
-    return 0 if server.started else 1
+    return _exit_code(server)

@@ -164,6 +164,38 @@ class Settings:
     # (queued until the authenticate hook answers), in count and in bytes.
     auth_queue_frames: int = 64
     auth_queue_bytes: int = 8 * 1024 * 1024
+    # Abuse bounds (README "Limits"). Documents: an update that would take a
+    # room past this many bytes is refused with 1009 (0 = no limit).
+    max_document_bytes: int = 64 * 1024 * 1024
+    # Hocuspocus: documents one socket may have open or opening (1008 past it).
+    max_documents_per_socket: int = 64
+    # Awareness: bytes of one client's JSON state (1009), client ids one
+    # connection may introduce (1008).
+    max_awareness_state_bytes: int = 64 * 1024
+    max_awareness_clients: int = 8
+    # Sockets per process (HTTP 503 past it; 0 = no limit).
+    max_connections: int = 10000
+    # Connect attempts per client key per minute, token bucket of
+    # `connect_burst` (HTTP 429 + Retry-After past it; 0 = no limit).
+    connect_rate: float = 300.0
+    connect_burst: int = 60
+    # Whose X-Forwarded-For counts for the client key: "" = nobody (the peer
+    # address is the key), a hop count ("1" behind one ALB), or CIDRs.
+    trusted_proxies: str = ""
+    # Frames per second one socket may send, token bucket of `frame_burst`
+    # (1008 past it; 0 = no limit).
+    frame_rate: float = 1000.0
+    frame_burst: int = 2000
+    # Pings from one client answered per second (the rest are not answered).
+    ping_answer_rate: float = 2.0
+    # A hook call that has not answered after this long has failed.
+    hook_timeout: float = 10.0
+    # Every store call (load, append, compact, check, close) is given up after
+    # this long; also the PostgreSQL statement_timeout.
+    store_timeout: float = 10.0
+    # Unstored updates kept per room while the store is failing; past this
+    # they are replaced by one snapshot of the room's document.
+    store_buffer_bytes: int = 16 * 1024 * 1024
     # Keepalive: ping every N s (under an ALB's 60 s idle timeout); a peer
     # that misses the pong for `ping_timeout` s is closed.
     ping_interval: float = 25.0
@@ -216,7 +248,9 @@ class Settings:
             raise ConfigError("COLLAB_LOG_FORMAT must be 'text' or 'json'")
         for name in ("port", "workers", "max_frame_bytes", "max_room_name",
                      "outbound_queue_frames", "outbound_queue_bytes", "compact_threshold",
-                     "auth_queue_frames", "auth_queue_bytes"):
+                     "auth_queue_frames", "auth_queue_bytes", "max_documents_per_socket",
+                     "max_awareness_state_bytes", "max_awareness_clients", "connect_burst",
+                     "frame_burst", "store_buffer_bytes"):
             if getattr(self, name) <= 0 and name != "port":
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be positive")
         if not 0 <= self.port <= 65535:
@@ -226,7 +260,12 @@ class Settings:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must start with '/'")
         if self.fanout_window < 0:
             raise ConfigError("COLLAB_FANOUT_WINDOW must not be negative")
-        for name in ("loop_lag_interval", "loop_lag_fail", "store_check_interval"):
+        for name in ("max_document_bytes", "max_connections", "connect_rate", "frame_rate",
+                     "ping_answer_rate"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{ENV_PREFIX}{name.upper()} must not be negative")
+        for name in ("loop_lag_interval", "loop_lag_fail", "store_check_interval",
+                     "hook_timeout", "store_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be positive")
         if self.flush_max_wait < self.flush_debounce:
@@ -236,6 +275,9 @@ class Settings:
             raise ConfigError(f"COLLAB_STORE_URL scheme {scheme!r} is not one of memory://, "
                               "sqlite:///, postgresql://")
         check_hooks_spec(self.hooks)
+        from .transport.limits import ClientKey
+
+        ClientKey.parse(self.trusted_proxies)  # a bad entry stops the start, named
         self._check_access()
 
     def _check_access(self) -> None:

@@ -7,7 +7,8 @@
     ├── CloseError             ends one connection with a specific close code
     │   ├── ProtocolError      1002: a frame that does not parse
     │   ├── InvalidPayload     1007: parses, but its content is rejected
-    │   ├── PolicyViolation    1008: e.g. a bad room name
+    │   ├── PolicyViolation    1008: e.g. a bad room name, a rate or count limit
+    │   ├── TooLarge           1009: a document or awareness state past its limit
     │   ├── Overloaded         1013: outbound queue overflow, dependency down
     │   └── Unauthorized / Forbidden   4401 / 4403 (the JWT check: access.tokens)
     ├── StoreError             a store operation failed
@@ -72,6 +73,10 @@ class InvalidPayload(CloseError):
 
 class PolicyViolation(CloseError):
     code = CloseCode.POLICY
+
+
+class TooLarge(CloseError):
+    code = CloseCode.TOO_BIG
 
 
 class Overloaded(CloseError):

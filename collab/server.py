@@ -46,6 +46,9 @@ class CollabServer:
         self.connections: dict[str, Connection] = {}
         self.started = False
         self.draining = False
+        # Rooms whose edits the store had not taken when stop() ended: data
+        # lost, and `collab serve` exits non-zero for it.
+        self.unsaved_rooms: list[str] = []
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -61,11 +64,20 @@ class CollabServer:
         self.started = True
 
     async def stop(self) -> None:
-        """Close every socket with 1001, store everything, close the store."""
+        """Close every socket with 1001, store everything, close the store.
+
+        Bounded: every store call gives up after COLLAB_STORE_TIMEOUT, and
+        rooms are unloaded and flushed all at once. Rooms whose edits could
+        not be stored are logged by name and kept in ``unsaved_rooms``.
+        """
         self.begin_drain()
         self.close_all(CloseCode.GOING_AWAY, "server shutting down")
         await self.rooms.unload_all()
         await self.writer.close()
+        self.unsaved_rooms = self.writer.unsaved()
+        if self.unsaved_rooms:
+            log.error("edits of %d room(s) could not be stored and are lost: %s",
+                      len(self.unsaved_rooms), ", ".join(map(repr, self.unsaved_rooms)))
         await self.store.close()
         self.started = False
 

@@ -11,7 +11,9 @@ lifecycle::
 
 Frames of a document that is not OPEN yet are queued and replayed, in order,
 once it opens. The queue is bounded per socket (``queue_frames`` /
-``queue_bytes``), and so is the number of documents not OPEN: an
+``queue_bytes``), and so are the documents a socket may have at all
+(``max_documents``: each holds a room peer and, with a session-aware address,
+its own encoded copy of every broadcast), and those not OPEN: an
 unauthenticated client that outgrows the bound is closed with 1008 — memory
 exhaustion before authentication was a real Hocuspocus advisory
 (GHSA-xwhh-v746-pj9m). Frames of a DENIED document are dropped rather than
@@ -93,13 +95,14 @@ Action = Send | Authenticate | CancelAuth | Join | Dispatch | Leave
 class DocumentTable:
     def __init__(self, connection_id: str, send: Callable[[bytes, str], None], *,
                  max_room_name: int, reserved: Set[str], queue_frames: int,
-                 queue_bytes: int) -> None:
+                 queue_bytes: int, max_documents: int = 1 << 30) -> None:
         self._connection_id = connection_id
         self._send = send
         self._max_room_name = max_room_name
         self._reserved = reserved
         self._queue_frames = queue_frames
         self._queue_bytes = queue_bytes
+        self._max_documents = max_documents
         self.docs: dict[str, Document] = {}
         self.queued_frames = 0
         self.queued_bytes = 0
@@ -173,6 +176,9 @@ class DocumentTable:
         validate_room_name(name, self._max_room_name, self._reserved)
         if session is not None and not _SESSION_RE.fullmatch(session):
             raise PolicyViolation("session id in the document address is not allowed")
+        if len(self.docs) >= self._max_documents:
+            raise PolicyViolation(
+                f"more than {self._max_documents} documents on one socket")
         limit = self._queue_frames
         if sum(d.state is not DocState.OPEN for d in self.docs.values()) >= limit:
             raise PolicyViolation(f"more than {limit} documents not authenticated on one socket")

@@ -24,6 +24,7 @@ from ..observability.metrics import Metrics
 from ..rooms.room import PeerOrigin, Room
 from ..tasks import TaskSet
 from ..transport.connection import Connection, State
+from ..transport.limits import TokenBucket
 from ..transport.session import Session
 from ..wire import hocuspocus as hp
 from ..wire import ywebsocket as yp
@@ -40,6 +41,8 @@ log = logging.getLogger("collab.hocuspocus")
 # Stateless messages waiting for the on_stateless hook, per socket; past this
 # the client is sending faster than the hook handles them (closed with 1013).
 STATELESS_BACKLOG = 256
+# Application-level Pings a client may send at once before COLLAB_PING_ANSWER_RATE applies.
+PING_BURST = 10.0
 
 
 def _answers_ping(version: str | None) -> bool:
@@ -60,7 +63,9 @@ class HocuspocusSession(Session):
         s = self.settings
         self.table = dt.DocumentTable(
             conn.id, conn.send, max_room_name=s.max_room_name, reserved=s.reserved_paths,
-            queue_frames=s.auth_queue_frames, queue_bytes=s.auth_queue_bytes)
+            queue_frames=s.auth_queue_frames, queue_bytes=s.auth_queue_bytes,
+            max_documents=s.max_documents_per_socket)
+        self._pings = TokenBucket(s.ping_answer_rate, PING_BURST)
         self._tasks = TaskSet(f"hocuspocus {conn.id}")
         self._opening: dict[Document, asyncio.Task[None]] = {}
         self._stateless: deque[StatelessEvent] = deque()
@@ -92,7 +97,10 @@ class HocuspocusSession(Session):
         self.conn.stats.last_frame_type = kind
         self.count_frame_in(kind, len(frame))
         if isinstance(msg, hp.Ping):
-            self.conn.send(hp.PONG, Label.PONG)
+            if self._pings.take():
+                self.conn.send(hp.PONG, Label.PONG)
+            else:  # a ping flood must not grow our send buffers
+                self.metrics.frame_rejected(self.endpoint, "ping_rate")
         elif isinstance(msg, hp.Pong):
             pass
         elif isinstance(msg, hp.BroadcastStateless):

@@ -99,6 +99,18 @@ class Metrics:
         self.api_requests = Counter(
             "collab_api_requests", "HTTP API calls by method, route template and status "
             "(never by room, connection or key)", ("method", "route", "status"), registry=r)
+        self.hook_failures = Counter(
+            "collab_hook_failures", "Hook calls that raised or timed out (COLLAB_HOOK_TIMEOUT)",
+            ("hook", "cause"), registry=r)
+        self.hook_changes_dropped = Counter(
+            "collab_hook_changes_dropped", "on_change calls dropped: the hook fell more than "
+            "its backlog behind the edits", (), registry=r)
+        self.store_buffer_collapsed = Counter(
+            "collab_store_buffer_collapsed", "Unstored updates of a room folded into one "
+            "snapshot (COLLAB_STORE_BUFFER_BYTES passed during a store outage)", (), registry=r)
+        self.oversized_rooms = _gauge(
+            "collab_oversized_rooms", "Loaded rooms past COLLAB_MAX_DOCUMENT_BYTES "
+            "(served read-only)", (), r)
         self.loop_lag = _gauge("collab_event_loop_lag_seconds",
                                "Event loop scheduling delay (last sample)", (), r, "livemax")
         self._tallies: dict[tuple[str, str], Tally] = {}
@@ -165,6 +177,9 @@ class Metrics:
 
     def handshake_refused(self, endpoint: str, reason: str) -> None:
         self.handshakes_refused.labels(endpoint, reason).inc()
+
+    def hook_failed(self, hook: str, cause: str) -> None:
+        self.hook_failures.labels(hook, cause).inc()
 
     def auth_denied(self, endpoint: str) -> None:
         self.auth_denials.labels(endpoint).inc()

@@ -82,15 +82,17 @@ class LoopLagMonitor:
 
 
 class StoreChecker:
-    def __init__(self, store: Store, report: StoreReport, *, interval: float) -> None:
+    def __init__(self, store: Store, report: StoreReport, *, interval: float,
+                 timeout: float | None = None) -> None:
         self.store = store
         self.report = report
         self.interval = interval
+        self.timeout = timeout if timeout is not None else max(1.0, interval)
         self.stopped = False
 
     async def check_once(self) -> None:
         started = time.monotonic()
-        limit = max(1.0, self.interval)
+        limit = self.timeout
         try:
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
             # cancellation that lands as the check completes, and stop() would hang.
@@ -119,11 +121,13 @@ class Monitors:
 
     def __init__(self, *, health: Health, metrics: Metrics, store: Store, report: StoreReport,
                  room_count: Callable[[], int], loop_lag_interval: float,
-                 loop_lag_fail: float, store_check_interval: float) -> None:
+                 loop_lag_fail: float, store_check_interval: float,
+                 store_timeout: float | None = None) -> None:
         self.started_at = time.monotonic()
         self.lag = LoopLagMonitor(health, metrics, room_count, interval=loop_lag_interval,
                                   fail_after=loop_lag_fail)
-        self.store = StoreChecker(store, report, interval=store_check_interval)
+        self.store = StoreChecker(store, report, interval=store_check_interval,
+                                  timeout=store_timeout)
         self._tasks = TaskSet("monitors")
 
     def liveness(self) -> dict[str, Any]:

@@ -18,6 +18,9 @@ class AwarenessTable:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def __contains__(self, client_id: object) -> bool:
+        return client_id in self._entries
+
     def apply(self, entries: list[Entry]) -> list[Entry]:
         """Apply entries; return those that changed something (to relay).
 

@@ -24,7 +24,7 @@ from typing import Protocol
 from ..stores import Store
 from ..tasks import TaskSet
 from .pacer import Pacer
-from .room import Peer, Room, RoomObserver, StoreOrigin
+from .room import Peer, Room, RoomLimits, RoomObserver, StoreOrigin
 
 log = logging.getLogger("collab.rooms")
 
@@ -75,7 +75,8 @@ class RoomRegistry:
                  observers: Sequence[RoomObserver] = (),
                  lifecycle: Sequence[RoomLifecycle] = (),
                  flush: Callable[[str], Awaitable[None]],
-                 on_loaded: Callable[[str, int], Awaitable[None]] | None = None) -> None:
+                 on_loaded: Callable[[str, int], Awaitable[None]] | None = None,
+                 limits: RoomLimits = RoomLimits()) -> None:
         self._store = store
         self._grace = grace
         self._fanout_window = fanout_window
@@ -83,6 +84,7 @@ class RoomRegistry:
         self._lifecycle = tuple(lifecycle)
         self._flush = flush
         self._on_loaded = on_loaded
+        self._limits = limits
         self._entries: dict[str, _Entry] = {}
         self._tasks = TaskSet("rooms")
 
@@ -126,7 +128,7 @@ class RoomRegistry:
             entry = self._entries.get(name)
             if entry is None:
                 pacer = Pacer(asyncio.get_running_loop(), self._fanout_window)
-                room = Room(name, observers=self._observers, defer=pacer)
+                room = Room(name, observers=self._observers, defer=pacer, limits=self._limits)
                 entry = self._entries[name] = _Entry(room)
                 self._tasks.spawn(self._load(name, entry), name=f"load {name}")
             if entry.state is RoomState.UNLOADING:
@@ -144,9 +146,13 @@ class RoomRegistry:
 
     async def _load(self, name: str, entry: _Entry) -> None:
         try:
+            # Edits of an earlier visit the store has not taken yet (it was
+            # failing when the room unloaded) go first, or the load misses them.
+            await self._flush(name)
             data = await self._store.load(name)
             if data:
                 entry.room.apply(data, StoreOrigin())
+            self._check_size(entry.room, len(data or b""))
             for observer in self._lifecycle:
                 await observer.room_loaded(entry.room)
         except BaseException as exc:
@@ -159,6 +165,20 @@ class RoomRegistry:
         entry.ready.set_result(None)
         if self._on_loaded is not None:
             await self._on_loaded(name, len(data or b""))
+
+    def _check_size(self, room: Room, size: int) -> None:
+        room.measured(size)
+        limit = self._limits.max_document_bytes
+        if limit and size > limit:
+            # Refusing to serve it would lock its users out of their own
+            # document; it is served, and nobody may add to it.
+            room.oversized = True
+            log.warning("room %r is %d bytes, past COLLAB_MAX_DOCUMENT_BYTES=%d: served "
+                        "read-only", room.name, size, limit, extra={"room": room.name})
+
+    def oversized(self) -> int:
+        """Loaded rooms past the document limit (served read-only)."""
+        return sum(1 for e in self._entries.values() if e.room.oversized)
 
     def leave(self, name: str, peer: Peer) -> None:
         entry = self._entries.get(name)
@@ -205,7 +225,8 @@ class RoomRegistry:
             log.debug("room %r unloaded", name)
 
     async def unload_all(self) -> None:
-        """Shutdown: unload every room, peers or not; then no task is left."""
-        for name in list(self._entries):
-            await self.unload(name, force=True)
+        """Shutdown: unload every room, peers or not, all at once (each
+        bounded by the store timeout, so shutdown takes one timeout, not one
+        per room); then no task is left."""
+        await asyncio.gather(*(self.unload(name, force=True) for name in list(self._entries)))
         await self._tasks.aclose()

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from pycrdt import Doc, merge_updates
 
-from ..errors import InvalidPayload, is_pycrdt_rejection
+from ..errors import InvalidPayload, PolicyViolation, TooLarge, is_pycrdt_rejection
 from ..wire import awareness as aw
 from ..wire.labels import Label
 from .awareness import AwarenessTable
@@ -86,6 +86,23 @@ class RoomObserver(Protocol):
 Defer = Callable[[Callable[[], None]], object]
 
 
+@dataclass(frozen=True, slots=True)
+class RoomLimits:
+    """What one room accepts (README "Limits"). ``max_document_bytes`` 0 =
+    unbounded; the awareness limits apply per peer."""
+
+    max_document_bytes: int = 0
+    max_awareness_state_bytes: int | None = None
+    max_awareness_clients: int = 1 << 30
+
+
+# The document size is an estimate (bytes integrated since the last exact
+# measure); it is measured again, by encoding the document, only once this
+# share of the limit has arrived since: a refusal may come up to 1/64 early,
+# and a document near its limit is not re-encoded on every keystroke.
+_REMEASURE_SHARE = 64
+
+
 class Room:
     """``defer`` (a :class:`~collab.rooms.pacer.Pacer`, or ``loop.call_soon``)
     batches fan-out: updates integrated before it fires reach peers as one
@@ -94,17 +111,29 @@ class Room:
     """
 
     def __init__(self, name: str, *, observers: Sequence[RoomObserver] = (),
-                 defer: Defer | None = None) -> None:
+                 defer: Defer | None = None, limits: RoomLimits = RoomLimits()) -> None:
         self.name = name
         self._observers = tuple(observers)
         self._defer = defer
+        self.limits = limits
         self._pending: list[tuple[bytes, str | None]] = []
+        # Awareness changes waiting for fan-out (paced like updates): the
+        # latest entry per client id, with its origin.
+        self._pending_aw: dict[int, tuple[aw.Entry, Origin]] = {}
         self.doc: Doc[Any] = Doc()
         self.awareness = AwarenessTable()
         self.peers: dict[str, Peer] = {}
-        # Awareness client ids that arrived on each local peer, removed when it leaves.
+        # Awareness client ids each local peer introduced, and who introduced
+        # each id: only its peer may change or remove it, and all of them are
+        # removed when that peer leaves, whatever it set or removed meanwhile.
         self._peer_clients: dict[str, set[int]] = {}
+        self._owners: dict[int, str] = {}
         self._origin: Origin | None = None
+        # Document size: exact at the last measure, plus what arrived since.
+        self._measured = 0
+        self._since = 0
+        # Loaded past max_document_bytes: served, but no peer may add to it.
+        self.oversized = False
         self._sub = self.doc.observe(self._on_doc_update)
 
     def __repr__(self) -> str:
@@ -140,18 +169,44 @@ class Room:
         finally:
             self._origin = None
 
+    @property
+    def size(self) -> int:
+        """The document's encoded size, estimated (see ``_REMEASURE_SHARE``)."""
+        return self._measured + self._since
+
+    def measured(self, size: int | None = None) -> int:
+        """Take ``size`` (e.g. the bytes just loaded) or the encoded size as exact."""
+        self._measured = len(self.doc.get_update()) if size is None else size
+        self._since = 0
+        return self._measured
+
+    def _check_size(self, update: bytes) -> None:
+        limit = self.limits.max_document_bytes
+        if not limit or self.size + len(update) <= limit:
+            return
+        if self._since >= limit // _REMEASURE_SHARE:
+            self.measured()
+        if self.size + len(update) > limit:
+            raise TooLarge("document too large")
+
     def _on_doc_update(self, event: object) -> None:
         update: bytes = event.update  # type: ignore[attr-defined]
+        self._since += len(update)
         origin = self._origin if self._origin is not None else StoreOrigin()
         exclude = origin.peer_id if isinstance(origin, PeerOrigin) else None
         if self._defer is None:
             self._broadcast(lambda c: c.update(self.name, update), Label.UPDATE, exclude)
         else:
-            if not self._pending:
-                self._defer(self.flush_updates)
+            if not self._pending and not self._pending_aw:
+                self._defer(self.flush)
             self._pending.append((update, exclude))
         for observer in self._observers:
             observer.room_update(self, update, origin)
+
+    def flush(self) -> None:
+        """The pacer's call: updates first, then the presence pointing into them."""
+        self.flush_updates()
+        self.flush_awareness()
 
     def flush_updates(self) -> None:
         """Fan out the updates gathered since the last flush, merged into one.
@@ -185,50 +240,98 @@ class Room:
         """Remove a peer; broadcast the removal of its awareness clients."""
         self.peers.pop(peer.id, None)
         clients = self._peer_clients.pop(peer.id, set())
+        for cid in clients:
+            self._owners.pop(cid, None)
         removed = self.awareness.remove(clients)
         if removed:
-            self._relay_awareness(aw.encode_update(removed), PeerOrigin(peer.id))
+            self._relay_awareness(removed, PeerOrigin(peer.id))
 
     def sync_step1(self, peer: Peer, state_vector: bytes) -> None:
         peer.send(peer.codec.step2(self.name, self.diff(state_vector)), Label.STEP2)
 
     def sync_update(self, peer: Peer, update: bytes) -> bool:
-        """Apply a peer's step2/update; False when read-only (not applied)."""
-        if peer.readonly:
+        """Apply a peer's step2/update; False when read-only (not applied).
+        Past ``max_document_bytes`` raises TooLarge (1009), nothing applied."""
+        if peer.readonly or self.oversized:
             return False
+        if update != b"\x00\x00":
+            self._check_size(update)
         self.apply(update, PeerOrigin(peer.id))
         return True
 
     # -- awareness ----------------------------------------------------------
 
     def peer_awareness(self, peer: Peer, update: bytes) -> None:
-        entries = aw.decode_update(update)
-        # The set is made on a peer's first awareness: idle peers cost none.
-        clients = (self._peer_clients.setdefault(peer.id, set())
-                   if peer.id in self.peers else None)
-        if clients is not None:
-            for e in entries:
-                if e.state == aw.NULL_STATE:
-                    clients.discard(e.client_id)
-                else:
-                    clients.add(e.client_id)
-        self.apply_awareness(entries, PeerOrigin(peer.id))
+        """A peer's awareness update. Entries for client ids another
+        connection introduced are dropped (a viewer must not move or evict
+        someone else's cursor); a peer introducing more ids than its limit
+        is closed with 1008."""
+        entries = aw.decode_update(update, max_state_bytes=self.limits.max_awareness_state_bytes)
+        if peer.id not in self.peers:
+            return
+        mine = self._peer_clients.get(peer.id)
+        accepted: list[aw.Entry] = []
+        for e in entries:
+            owner = self._owners.get(e.client_id)
+            if owner is None:
+                if e.client_id in self.awareness or e.state == aw.NULL_STATE:
+                    continue  # another instance's client, or nothing to remove
+                if mine is None:  # made on a peer's first awareness: idle peers cost none
+                    mine = self._peer_clients[peer.id] = set()
+                if len(mine) >= self.limits.max_awareness_clients:
+                    raise PolicyViolation(
+                        f"more than {self.limits.max_awareness_clients} awareness clients "
+                        "on one connection")
+                mine.add(e.client_id)
+                self._owners[e.client_id] = peer.id
+            elif owner != peer.id:
+                continue
+            accepted.append(e)
+        self.apply_awareness(accepted, PeerOrigin(peer.id))
 
     def apply_awareness(self, entries: list[aw.Entry], origin: Origin) -> None:
+        if not isinstance(origin, PeerOrigin):
+            # From another instance: never about clients connected here.
+            entries = [e for e in entries if e.client_id not in self._owners]
         changed = self.awareness.apply(entries)
         if changed:
-            self._relay_awareness(aw.encode_update(changed), origin)
+            self._relay_awareness(changed, origin)
 
     def query_awareness(self, peer: Peer) -> None:
         update = aw.encode_update(self.awareness.snapshot())
         peer.send(peer.codec.awareness(self.name, update), Label.AWARENESS)
 
-    def _relay_awareness(self, update: bytes, origin: Origin) -> None:
+    def _relay_awareness(self, changed: list[aw.Entry], origin: Origin) -> None:
+        """Fan out awareness changes, paced like updates: during a flood one
+        frame per window carries the latest state of each client."""
+        if self._defer is None:
+            self._pending_aw.update((e.client_id, (e, origin)) for e in changed)
+            self.flush_awareness()
+            return
+        if not self._pending and not self._pending_aw:
+            self._defer(self.flush)
+        self._pending_aw.update((e.client_id, (e, origin)) for e in changed)
+
+    def flush_awareness(self) -> None:
+        pending = self._pending_aw
+        if not pending:
+            return
+        self._pending_aw = {}
         self.flush_updates()  # a cursor must not arrive before the text it points into
-        exclude = origin.peer_id if isinstance(origin, PeerOrigin) else None
+        origins = {origin for _, origin in pending.values()}
+        only = origins.pop() if len(origins) == 1 else None
+        exclude = only.peer_id if isinstance(only, PeerOrigin) else None
+        update = aw.encode_update([e for e, _ in pending.values()])
         self._broadcast(lambda c: c.awareness(self.name, update), Label.AWARENESS, exclude)
-        for observer in self._observers:
-            observer.room_awareness(self, update, origin)
+        # Observers (the backplane) get the changes made here, not those that
+        # came from another instance (never published back).
+        local = [(e, o) for e, o in pending.values() if isinstance(o, PeerOrigin)]
+        if local:
+            same = len(local) == len(pending)
+            relayed = update if same else aw.encode_update([e for e, _ in local])
+            origin = only if same and only is not None else local[0][1]
+            for observer in self._observers:
+                observer.room_awareness(self, relayed, origin)
 
     def local_awareness(self) -> bytes:
         """Awareness of the clients connected here (for a remote instance)."""
@@ -266,7 +369,8 @@ class Room:
                 peer.send(frame, label)
 
     def close(self) -> None:
-        self.flush_updates()
+        self.flush()
         self.doc.unobserve(self._sub)
         self.peers.clear()
         self._peer_clients.clear()
+        self._owners.clear()

@@ -6,8 +6,10 @@ from ..errors import ConfigError
 from .base import Store, squash
 
 
-def store_from_url(url: str, *, compact_threshold: int = 100) -> Store:
-    """Pick the implementation from the URL scheme."""
+def store_from_url(url: str, *, compact_threshold: int = 100,
+                   statement_timeout: float = 0) -> Store:
+    """Pick the implementation from the URL scheme (``statement_timeout``:
+    PostgreSQL's, in seconds; 0 = none)."""
     scheme = url.split(":", 1)[0].lower()
     if scheme == "memory":
         from .memory import MemoryStore
@@ -20,7 +22,7 @@ def store_from_url(url: str, *, compact_threshold: int = 100) -> Store:
     if scheme in ("postgresql", "postgres"):
         from .postgres import PostgresStore
 
-        store: Store = PostgresStore(url)
+        store: Store = PostgresStore(url, statement_timeout=statement_timeout)
         return store
     raise ConfigError(
         f"COLLAB_STORE_URL scheme {scheme!r} is not one of memory://, sqlite:///, postgresql://"

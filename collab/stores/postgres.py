@@ -52,8 +52,14 @@ CONNECT_TIMEOUT = 10
 class PostgresStore:
     name = "postgresql"
 
-    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10) -> None:
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10,
+                 statement_timeout: float = 0) -> None:
+        """``statement_timeout`` (s, 0 = none): the server ends a statement
+        running longer (a lock held forever, a slow disk) and frees its
+        connection; the caller's own deadline is COLLAB_STORE_TIMEOUT."""
         self.url = url
+        self._options = (f"-c statement_timeout={int(statement_timeout * 1000)}"
+                         if statement_timeout > 0 else "")
         self._min_size = min_size
         self._max_size = max_size
         self._pool: AsyncConnectionPool[Any] | None = None
@@ -83,7 +89,8 @@ class PostgresStore:
                     await conn.execute(_SCHEMA)
             pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
                 self.url, min_size=self._min_size, max_size=self._max_size, open=False,
-                kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT},
+                kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT,
+                        **({"options": self._options} if self._options else {})},
                 name="collab-store")
             await pool.open(wait=True, timeout=CONNECT_TIMEOUT)
         except (psycopg.Error, PoolTimeout, OSError) as exc:

@@ -68,6 +68,10 @@ class CloseRecord:
 
 
 _CLOSE = object()  # sentinel queued after the last frame to send
+# A socket we closed that has not ended this long after is aborted: a client
+# that stopped reading never takes the close frame, and the write buffer
+# behind it (a document-sized step2, say) would live as long as its TCP.
+ABORT_AFTER = 5.0
 
 # Key of a ``websocket.disconnect`` message set by our uvicorn protocol when it
 # closed the socket itself (keepalive timeout, a frame its parser refused).
@@ -77,6 +81,8 @@ TRANSPORT_CLOSE = "collab.closed_by_server"
 CONN_ID_SCOPE_KEY = "collab.conn_id"
 # Scope key of the direct writer our uvicorn protocol offers (see transport.uvicorn).
 DIRECT_SCOPE_KEY = "collab.direct_writer"
+# Scope key of a callable dropping the socket at once, its buffers with it.
+ABORT_SCOPE_KEY = "collab.abort"
 
 
 class DirectWrite(Protocol):
@@ -99,17 +105,20 @@ class Connection:
     """
 
     # Thousands of these live at once: no per-instance __dict__.
-    __slots__ = ("_abort_send", "_asgi_send", "_direct", "_max_bytes", "_max_frames",
-                 "_on_overflow", "_on_sent", "_queue", "_queued_bytes", "_sender_task",
-                 "_sending", "_wake", "close_code", "close_reason", "id", "path", "state",
-                 "stats")
+    __slots__ = ("_abort", "_abort_send", "_abort_timer", "_asgi_send", "_direct", "_max_bytes",
+                 "_max_frames", "_on_overflow", "_on_sent", "_queue", "_queued_bytes",
+                 "_sender_task", "_sending", "_wake", "close_code", "close_reason", "id",
+                 "path", "state", "stats")
 
     def __init__(self, conn_id: str, send: ASGISend, *, max_frames: int, max_bytes: int,
                  path: str = "", direct: DirectWrite | None = None,
                  on_sent: Callable[[str, int], None] | None = None,
-                 on_overflow: Callable[[], None] | None = None) -> None:
+                 on_overflow: Callable[[], None] | None = None,
+                 abort: Callable[[], None] | None = None) -> None:
         """``on_sent(label, size)`` is called for every frame written (the
-        metrics tally); ``on_overflow()`` when the queue bound closes it."""
+        metrics tally); ``on_overflow()`` when the queue bound closes it;
+        ``abort()`` drops the socket and what its transport still buffers
+        (offered by our uvicorn protocol; the host server's otherwise)."""
         self.id = conn_id
         self.path = path
         self.stats = Stats()
@@ -129,6 +138,8 @@ class Connection:
         self._abort_send = False
         self._on_sent = on_sent
         self._on_overflow = on_overflow
+        self._abort = abort
+        self._abort_timer: asyncio.TimerHandle | None = None
 
     def __repr__(self) -> str:
         return f"<Connection {self.id} {self.state.value}>"
@@ -189,6 +200,8 @@ class Connection:
                 self._abort_send = True
                 self._sender_task.cancel()
         self._enqueue(_CLOSE)
+        if self._abort is not None:
+            self._abort_timer = asyncio.get_running_loop().call_later(ABORT_AFTER, self.abort)
 
     async def run_sender(self) -> None:
         """Write queued frames in order until the close sentinel or a dead socket."""
@@ -228,6 +241,19 @@ class Connection:
         except (OSError, RuntimeError) as exc:
             log.debug("close failed: %s", exc, extra={"conn_id": self.id})
 
+    def abort(self) -> None:
+        """A client that does not read is given up on: its queue goes, and
+        with our uvicorn protocol its transport and every byte buffered there."""
+        if self.state is State.CLOSED:
+            return
+        log.warning("socket did not end after its close: aborting the socket",
+                    extra={"conn_id": self.id})
+        if self._queue:
+            self._queue.clear()
+        self._queued_bytes = 0
+        if self._abort is not None:
+            self._abort()
+
     def closed_by_transport(self, code: int, reason: str) -> None:
         """The ASGI server itself closed the socket (keepalive timeout, its own
         shutdown, a frame its parser refused): account it as a server close."""
@@ -247,6 +273,8 @@ class Connection:
         if self.state is State.OPEN:
             self._transition(State.OPEN, State.CLOSING)
         self._transition(State.CLOSING, State.CLOSED)
+        if self._abort_timer is not None:
+            self._abort_timer.cancel()
         if self._sender_task is not None:
             self._sender_task.cancel()
         if self.close_code is not None:

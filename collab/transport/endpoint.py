@@ -10,7 +10,13 @@ from starlette.types import Receive, Scope, Send
 
 from ..hooks import HookRunner
 from ..observability.metrics import Metrics
-from .connection import CONN_ID_SCOPE_KEY, DIRECT_SCOPE_KEY, Connection, new_connection_id
+from .connection import (
+    ABORT_SCOPE_KEY,
+    CONN_ID_SCOPE_KEY,
+    DIRECT_SCOPE_KEY,
+    Connection,
+    new_connection_id,
+)
 from .gates import Gate, first_refusal, refuse
 
 if TYPE_CHECKING:
@@ -53,7 +59,8 @@ class SocketEndpoint:
         conn = Connection(conn_id, send, max_frames=s.outbound_queue_frames,
                           max_bytes=s.outbound_queue_bytes, path=scope.get("path", ""),
                           direct=scope.get(DIRECT_SCOPE_KEY), on_sent=self._count_out,
-                          on_overflow=self._metrics.queue_overflows.inc)
+                          on_overflow=self._metrics.queue_overflows.inc,
+                          abort=scope.get(ABORT_SCOPE_KEY))
         session = self._session_cls(self._server, self._hooks, self._metrics, scope, receive,
                                     send, conn)
         await session.serve()

@@ -146,7 +146,7 @@ class Session:
             return AuthResult.allow()
         request = AuthRequest(self.conn.id, room, self.token() if token is None else token,
                               self.headers, self.query)
-        result = await self.hooks.authenticate(request, extra=self.extra)
+        result = await self.hooks.authenticate(request)
         if not result.allowed:
             log.info("authentication denied: %s", result.reason, extra=self.extra)
             self.metrics.auth_denied(self.endpoint)
@@ -166,8 +166,10 @@ class Session:
     async def connected(self, name: str, result: AuthResult) -> None:
         """``name`` is open on this socket: note it, tell the on_connect hook."""
         self.rooms[name] = None
-        await self.hooks.run(self.hooks.hooks.on_connect, ConnectEvent(
+        ok = await self.hooks.run(self.hooks.hooks.on_connect, ConnectEvent(
             self.conn.id, name, result.readonly, dict(result.context)))
+        if not ok:
+            self.conn.close(CloseCode.INTERNAL, "on_connect hook failed")
 
     async def reject(self, code: int, reason: str, *, flush: bool = False) -> None:
         log.info("rejecting connection: %s %s", int(code), reason, extra=self.extra)
@@ -178,7 +180,11 @@ class Session:
         try:
             await asyncio.wait_for(self._until_disconnect(), CLOSE_TIMEOUT)
         except TimeoutError:
+            # A client that stopped reading never takes the close frame, and
+            # the socket's write buffer (a document-sized step2, say) would
+            # live as long as its TCP connection: drop it now.
             log.warning("client did not answer the close frame", extra=self.extra)
+            self.conn.abort()
 
     async def _until_disconnect(self) -> None:
         while self._client_code is None:
@@ -202,6 +208,10 @@ class Session:
         conn = self.conn
         limit = self.settings.max_frame_bytes
         receive = self._receive
+        # Frame rate: a token bucket, refilled at `rate` per second up to `burst`.
+        rate, burst = self.settings.frame_rate, float(self.settings.frame_burst)
+        tokens, stamp = burst, 0.0
+        clock = asyncio.get_running_loop().time
         while True:
             if conn.state is not State.OPEN:
                 await self._await_disconnect()
@@ -218,6 +228,17 @@ class Session:
                 continue
             conn.stats.frames_in += 1
             conn.stats.bytes_in += len(data)
+            if rate:
+                now = clock()
+                tokens = min(burst, tokens + (now - stamp) * rate)
+                stamp = now
+                if tokens < 1.0:
+                    self.metrics.frame_rejected(self.endpoint, "frame_rate")
+                    self._close_for(CloseError(
+                        f"more than {rate:g} frames per second (burst {burst:g})",
+                        CloseCode.POLICY))
+                    continue
+                tokens -= 1.0
             if len(data) > limit:
                 self.metrics.frame_rejected(self.endpoint, "too_big")
                 self._close_for(CloseError(f"frame of {len(data)} bytes exceeds {limit}",

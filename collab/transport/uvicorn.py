@@ -13,6 +13,13 @@ unexplained:
 - at its shutdown uvicorn closes the sockets left with a bare 1012 (no
   reason); ours closes them with 1001 "server shutting down", as the drain does.
 
+It also bounds what a client can make it buffer: pings are answered at most
+``ping_rate`` per second (a ping flood from a client that does not read would
+otherwise pile pongs up in the write buffer), a socket that missed the
+keepalive pong is aborted rather than closed (a close waits for a buffer that
+a non-reader never drains), and the app is handed ``abort`` for the same
+reason (:data:`~collab.transport.connection.ABORT_SCOPE_KEY`).
+
 :class:`CollabWebSocketProtocol` queues the precise disconnect first (the app
 reads the first one; uvicorn's own follows, unread). A close uvicorn made
 itself carries :data:`~collab.connection.TRANSPORT_CLOSE` so the session
@@ -28,9 +35,16 @@ import logging
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.frames import Frame, Opcode
 from websockets.protocol import State as WSState
 
-from .connection import CONN_ID_SCOPE_KEY, DIRECT_SCOPE_KEY, TRANSPORT_CLOSE, new_connection_id
+from .connection import (
+    ABORT_SCOPE_KEY,
+    CONN_ID_SCOPE_KEY,
+    DIRECT_SCOPE_KEY,
+    TRANSPORT_CLOSE,
+    new_connection_id,
+)
 
 log = logging.getLogger("collab.uvicorn")
 
@@ -38,6 +52,8 @@ log = logging.getLogger("collab.uvicorn")
 _OVERRIDDEN = ("connection_made", "handle_connect", "keepalive_timeout", "connection_lost",
                "handle_parser_exception", "shutdown", "stop_keepalive")
 SHUTDOWN_REASON = "server shutting down"
+# Pings a client may send at once before the rate applies.
+PING_BURST = 10.0
 
 def _disconnect(code: int, reason: str = "", *, by_server: bool = False) -> Any:
     """A ``websocket.disconnect`` event (typed Any: it carries our extra key)."""
@@ -57,6 +73,9 @@ class _ConnLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
 
 
 class CollabWebSocketProtocol(WebSocketsSansIOProtocol):
+    # Pings answered per second (protocol_class() makes a subclass with the setting).
+    ping_rate = 2.0
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # The connection id is given here, at the first byte, so that uvicorn's
         # own lines about this socket carry it too (the API Gateway incident).
@@ -64,15 +83,49 @@ class CollabWebSocketProtocol(WebSocketsSansIOProtocol):
         self.logger = _ConnLogger(  # type: ignore[assignment]
             logging.getLogger("uvicorn.error"), {"conn_id": self.collab_conn_id})
         self.conn.logger = self.logger  # the websockets protocol's own lines
+        self.pings_ignored = 0
+        self._ping_tokens, self._ping_stamp = PING_BURST, 0.0
+        # The sans-I/O protocol answers a ping inside recv_frame, before any
+        # event reaches us: a ping past the rate is dropped before it.
+        answer = self.conn.recv_frame
+
+        def recv_frame(frame: Frame) -> None:
+            if frame.opcode is Opcode.PING and not self._ping_allowed():
+                self.pings_ignored += 1
+                return
+            answer(frame)
+
+        self.conn.recv_frame = recv_frame  # type: ignore[method-assign]
         super().connection_made(transport)
+
+    def _ping_allowed(self) -> bool:
+        if self.ping_rate <= 0:
+            return True  # no limit
+        now = self.loop.time()
+        tokens = min(PING_BURST, self._ping_tokens + (now - self._ping_stamp) * self.ping_rate)
+        self._ping_stamp = now
+        if tokens < 1.0:
+            self._ping_tokens = tokens
+            return False
+        self._ping_tokens = tokens - 1.0
+        return True
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
         scope = getattr(self, "scope", None)
         if scope is not None:
             scope[CONN_ID_SCOPE_KEY] = self.collab_conn_id  # type: ignore[literal-required]
+            scope[ABORT_SCOPE_KEY] = self.transport.abort  # type: ignore[literal-required]
             if not self.conn.extensions:  # settled by the handshake: raw frames need none
                 scope[DIRECT_SCOPE_KEY] = DirectWriter(self)  # type: ignore[literal-required]
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.http.response.body" and not message.get("more_body"):
+            # A handshake answered with an HTTP status (a gate's 429 or 503)
+            # is complete; uvicorn would log an ERROR line for each, and a
+            # connect storm would become a log storm.
+            self.handshake_complete = True
 
     def keepalive_timeout(self) -> None:
         if not (self.close_sent or self.transport.is_closing() or self.disconnected):
@@ -80,6 +133,9 @@ class CollabWebSocketProtocol(WebSocketsSansIOProtocol):
             self.queue.put_nowait(_disconnect(1011, "keepalive ping timeout",
                                               by_server=True))
         super().keepalive_timeout()
+        # A peer that does not answer pings does not read either: closing
+        # would wait for its write buffer to drain, which it never does.
+        self.transport.abort()
 
     def handle_parser_exception(self) -> None:
         sent = self.conn.close_sent
@@ -108,15 +164,18 @@ class CollabWebSocketProtocol(WebSocketsSansIOProtocol):
         super().connection_lost(exc)
 
 
-def protocol_class() -> type[asyncio.Protocol] | str:
+def protocol_class(ping_rate: float | None = None) -> type[asyncio.Protocol] | str:
     """The ``ws=`` argument for uvicorn: ours when this uvicorn has what it
-    overrides, else "auto" (stock behaviour, with a warning)."""
+    overrides, else "auto" (stock behaviour, with a warning). ``ping_rate``:
+    pings answered per second (``COLLAB_PING_ANSWER_RATE``)."""
     if not all(
             callable(getattr(WebSocketsSansIOProtocol, name, None)) for name in _OVERRIDDEN):
         log.warning("uvicorn's websockets protocol is not the expected one: 1005/1006 and "
                     "keepalive closes are reported as uvicorn reports them")
         return "auto"
-    return CollabWebSocketProtocol
+    if ping_rate is None:
+        return CollabWebSocketProtocol
+    return type("CollabWebSocketProtocol", (CollabWebSocketProtocol,), {"ping_rate": ping_rate})
 
 
 class DirectWriter:

@@ -151,3 +151,19 @@ def test_close_all_cancels_what_opens_and_leaves_what_is_open() -> None:
     t.joined(auth.doc, Room("other"))
     assert t.close_all() == [dt.CancelAuth(opening.doc), dt.Leave(auth.doc)]
     assert t.docs == {} and opening.doc.state is auth.doc.state is DocState.CLOSED
+
+
+def test_documents_per_socket_are_bounded_open_or_not() -> None:
+    t = dt.DocumentTable("c-1", lambda frame, label: None, max_room_name=64,
+                         reserved=frozenset(), queue_frames=8, queue_bytes=1024,
+                         max_documents=2)
+    for name in (b"\x02d1", b"\x02d2"):
+        (auth,) = feed(t, name + b"\x02\x00\x00")  # Auth Token ""
+        t.allowed(auth.doc, readonly=False)
+        t.joined(auth.doc, Room(auth.doc.name))
+    assert all(d.state is DocState.OPEN for d in t.docs.values())
+    with pytest.raises(PolicyViolation, match="more than 2 documents on one socket") as info:
+        feed(t, b"\x02d3\x02\x00\x00")
+    assert info.value.code == 1008
+    assert feed(t, b"\x02d1\x07") != []  # closing one makes room for another
+    assert kinds(feed(t, b"\x02d3\x02\x00\x00")) == ["Authenticate"]

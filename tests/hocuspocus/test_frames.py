@@ -211,6 +211,7 @@ async def test_stateless_flood_with_a_slow_hook_is_bounded() -> None:
     rules.on_stateless = slow_hook  # type: ignore[method-assign]
     async with serve(rules=rules) as srv, Raw.connect(srv.hp_url) as raw:
         await raw.open("doc")
+        await raw.next(lambda m: isinstance(m, hp.Sync))  # joined: the room's step1
         await raw.send(*[hp.encode_stateless("doc", "x")] * 400)
         code, reason = await raw.closed()
         assert code == 1013 and "stateless" in reason

@@ -106,6 +106,7 @@ async def _shutdown(srv: RunningApp, store: FlakyStore) -> tuple[int, str]:
     collab = srv.server.config.app.state.collab
     task = asyncio.ensure_future(close_of(f"{srv.ws_url}/r"))
     await wait_until(lambda: len(collab.connections) == 1)
+    await wait_until(lambda: (room := collab.room("r")) is not None and room.peers)  # joined
     collab.close_all(1001, "server shutting down")
     return await task
 

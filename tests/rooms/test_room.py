@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from pycrdt import Doc, Text
 
@@ -152,14 +154,20 @@ def test_deferred_fan_out_merges_a_burst_into_one_frame() -> None:
     assert sorted(str(merged.get("text", type=Text))) == sorted("onetwo")
 
 
-def test_awareness_is_never_relayed_ahead_of_pending_text() -> None:
-    deferred: list[object] = []
+def test_awareness_is_paced_and_never_relayed_ahead_of_pending_text() -> None:
+    deferred: list[Callable[[], None]] = []
     room = Room("r", defer=deferred.append)
     a, b = RecordingPeer("a"), RecordingPeer("b")
     room.join(a)
     room.join(b)
     b.frames.clear()
     room.sync_update(a, make_update("text"))
-    room.peer_awareness(a, aw.encode_update([aw.Entry(1, 1, '{"cursor":4}')]))
+    for clock in range(1, 50):  # a cursor flood: one frame, the latest state
+        room.peer_awareness(a, aw.encode_update([aw.Entry(1, clock, f'{{"cursor":{clock}}}')]))
+    assert b.frames == [] and len(deferred) == 1
+    deferred[0]()
     kinds = [type(p.decode_message(f)).__name__ for f in b.frames]
     assert kinds == ["SyncUpdate", "Awareness"]
+    last = p.decode_message(b.frames[1])
+    assert isinstance(last, p.Awareness)
+    assert aw.decode_update(last.update) == [aw.Entry(1, 49, '{"cursor":49}')]

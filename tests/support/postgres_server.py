@@ -15,10 +15,12 @@ server under test gets is a realistic one::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shlex
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -296,10 +298,48 @@ class PostgresServer:
         kwargs.setdefault("connect_timeout", 10)
         return psycopg.connect(self.url, **kwargs)
 
+    # -- freezing -------------------------------------------------------------
+
+    def processes(self) -> list[int]:
+        """The postmaster and every process it forked (backends, workers)."""
+        postmaster = int((self.data_dir / "postmaster.pid").read_text().split()[0])
+        pids = [postmaster]
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                # Field 4 of /proc/PID/stat is the parent; the name (field 2) may hold spaces.
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == postmaster:
+                pids.append(int(entry.name))
+        return pids
+
+    def pause(self) -> None:
+        """SIGSTOP the whole cluster: TCP stays open, nothing is answered (a
+        frozen database, as a hung VM or a stuck disk looks to a client)."""
+        self._signal_all(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after :meth:`pause`."""
+        self._signal_all(signal.SIGCONT)
+
+    def _signal_all(self, sig: int) -> None:
+        # Signals to processes of another user: as root that is allowed; as
+        # the cluster's own user too.
+        for pid in self.processes():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass  # a backend that just ended
+
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the cluster (fast shutdown) and remove its directory."""
         try:
             if self.started:
+                with contextlib.suppress(OSError, ValueError):
+                    self.resume()  # a paused cluster would never stop
                 try:
                     self._run(
                         [
