@@ -115,6 +115,7 @@ class Room:
         self.name = name
         self._observers = tuple(observers)
         self._defer = defer
+        self._scheduled = False
         self.limits = limits
         self._pending: list[tuple[bytes, str | None]] = []
         # Awareness changes waiting for fan-out (paced like updates): the
@@ -197,14 +198,22 @@ class Room:
         if self._defer is None:
             self._broadcast(lambda c: c.update(self.name, update), Label.UPDATE, exclude)
         else:
-            if not self._pending and not self._pending_aw:
-                self._defer(self.flush)
+            self._schedule()
             self._pending.append((update, exclude))
         for observer in self._observers:
             observer.room_update(self, update, origin)
 
+    def _schedule(self) -> None:
+        # One flush in flight at a time, tracked by a flag rather than inferred
+        # from empty buffers: a flush that failed half-way must not leave
+        # changes buffered with nothing scheduled to send them.
+        if not self._scheduled and self._defer is not None:
+            self._scheduled = True
+            self._defer(self.flush)
+
     def flush(self) -> None:
         """The pacer's call: updates first, then the presence pointing into them."""
+        self._scheduled = False
         self.flush_updates()
         self.flush_awareness()
 
@@ -308,8 +317,7 @@ class Room:
             self._pending_aw.update((e.client_id, (e, origin)) for e in changed)
             self.flush_awareness()
             return
-        if not self._pending and not self._pending_aw:
-            self._defer(self.flush)
+        self._schedule()
         self._pending_aw.update((e.client_id, (e, origin)) for e in changed)
 
     def flush_awareness(self) -> None:

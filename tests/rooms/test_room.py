@@ -171,3 +171,34 @@ def test_awareness_is_paced_and_never_relayed_ahead_of_pending_text() -> None:
     last = p.decode_message(b.frames[1])
     assert isinstance(last, p.Awareness)
     assert aw.decode_update(last.update) == [aw.Entry(1, 49, '{"cursor":49}')]
+
+
+def test_a_flush_that_fails_half_way_leaves_nothing_stuck() -> None:
+    """Fan-out is scheduled by a flag, not inferred from empty buffers: after a
+    flush that raised (here: a peer's send), later changes still go out."""
+    deferred: list[object] = []
+    room = Room("r", defer=deferred.append)
+    a, b = RecordingPeer("a"), RecordingPeer("b")
+    room.join(a)
+    room.join(b)
+    broken = {"on": True}
+    real_send = b.send
+
+    def send(frame: bytes, label: str) -> None:
+        if broken["on"] and label == "SyncUpdate":
+            raise RuntimeError("transport gone")
+        real_send(frame, label)
+
+    b.send = send  # type: ignore[method-assign]
+    room.sync_update(a, make_update("x"))
+    room.peer_awareness(a, aw.encode_update([aw.Entry(1, 1, '{"n": 1}')]))
+    flush = deferred.pop()
+    with pytest.raises(RuntimeError):
+        flush()  # type: ignore[operator]
+    broken["on"] = False
+    b.frames.clear()
+    room.peer_awareness(a, aw.encode_update([aw.Entry(1, 2, '{"n": 2}')]))
+    assert deferred, "nothing scheduled: the change would never be sent"
+    deferred.pop()()  # type: ignore[operator]
+    assert b.labels[-1] == "Awareness"
+    assert aw.decode_update(p.decode_message(b.frames[-1]).update)[-1].clock == 2  # type: ignore[union-attr]
