@@ -151,7 +151,8 @@ def main() -> int:
             cluster.start()
             for node in [single, *cluster.nodes]:
                 pin(node.pid)
-            base = {"COLLAB_STORE_URL": "memory://", "COLLAB_LOG_LEVEL": "warning"}
+            base = {"COLLAB_STORE_URL": "memory://", "COLLAB_LOG_LEVEL": "warning",
+                    "COLLAB_CONNECT_RATE": "0", "COLLAB_FRAME_RATE": "0"}
             setups = {
                 "single": ({**base, "COLLAB_REDIS_URL": single.url()}, [single.pid]),
                 "cluster": ({**base, "COLLAB_REDIS_URL": cluster.url(username="app"),

@@ -21,6 +21,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from multiprocessing import connection as mp_connection
@@ -77,10 +78,56 @@ def check_config(settings: Settings) -> None:
         RedisOptions.from_settings(settings.redis)
 
 
+# The event loop's thread stack. yrs (pycrdt's Rust core) integrates and
+# deletes nested types recursively: deleting a map nested ~40,000 deep, which
+# fits in one 600 KB update, overflows the main thread's 8 MiB stack and kills
+# the process with SIGSEGV. Virtual address space only: pages are committed
+# as a deep document actually uses them.
+LOOP_STACK_BYTES = 1 << 30
+
+
 class DrainingServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config) -> None:
         super().__init__(config)
         self._drain_task: asyncio.Task[None] | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        self.loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    def run_on_large_stack(self, sockets: list[socket.socket] | None = None) -> None:
+        """``run()`` on a thread with a :data:`LOOP_STACK_BYTES` stack. Signals
+        still arrive on the main thread, which hands them to the loop."""
+        failure: list[BaseException] = []
+
+        def target() -> None:
+            try:
+                self.run(sockets=sockets)
+            except BaseException as exc:  # re-raised on the main thread (SystemExit too)
+                failure.append(exc)
+
+        previous_size = threading.stack_size(LOOP_STACK_BYTES)
+        try:
+            thread = threading.Thread(target=target, name="collab-loop")
+            thread.start()
+        finally:
+            threading.stack_size(previous_size)  # other threads keep the default
+
+        def forward(sig: int, frame: FrameType | None) -> None:
+            if self.loop is not None and not self.loop.is_closed():
+                self.loop.call_soon_threadsafe(self.handle_exit, sig, None)
+            else:
+                self.should_exit = True
+
+        handlers = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            thread.join()  # a signal interrupts the wait, runs forward(), and the wait resumes
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+        if failure:
+            raise failure[0]
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         app = self.config.loaded_app
@@ -146,7 +193,7 @@ def _worker(settings: Settings, socks: list[socket.socket]) -> None:
     logs.configure(settings.log_format, settings.log_level)
     _return_large_buffers_to_os()
     server = DrainingServer(uvicorn_config(settings))
-    server.run(sockets=socks)
+    server.run_on_large_stack(sockets=socks)
     sys.exit(_exit_code(server))
 
 
@@ -251,7 +298,7 @@ def _serve(settings: Settings) -> int:
         socks = sockets_for(settings)
         log.info("serving on %s:%d; health, readiness and metrics on port %d",
                  settings.host, settings.port, settings.metrics_port)
-        server.run(sockets=socks)
+        server.run_on_large_stack(sockets=socks)
     else:
-        server.run()
+        server.run_on_large_stack()
     return _exit_code(server)

@@ -30,7 +30,6 @@ from ..config import RedisSettings
 from ..errors import BackplaneError
 from ..observability.health import Health
 from ..observability.metrics import Metrics
-from . import redis_blobs as blobs
 from .base import Handler
 from .redis_base import LINK, STABLE_AFTER, SUBSCRIBER, QueuedRedisBackplane
 from .redis_base import channel_name as _channel_name
@@ -252,17 +251,16 @@ class RedisBackplane(QueuedRedisBackplane):
 
     async def _publish_loop(self, cycle: _Cycle) -> None:
         while True:
-            batch = await self._next_batch()
+            batch = await self._stage_large(cycle.client, await self._next_batch())
             async with cycle.client.pipeline(transaction=False) as pipe:
                 for channel, payload in batch:
-                    large = self.large(channel, payload)
-                    if large is not None:  # never published whole (redis_blobs)
-                        key, pointer = large
-                        pipe.set(key, payload, px=blobs.BLOB_TTL_MS)
-                        payload = pointer
                     pipe.publish(channel, payload)
                 await pipe.execute()
             self._count("publish", len(batch))
+
+    async def _listeners(self, client: Any, channel: str) -> int:
+        counts = await client.pubsub_numsub(channel)
+        return int(counts[0][1]) if counts else 0
 
 
 def _channel(msg: dict[str, Any]) -> str:

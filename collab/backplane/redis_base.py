@@ -17,8 +17,9 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from ..backoff import backoff_delay
 from ..errors import BackplaneError
@@ -155,16 +156,38 @@ class QueuedRedisBackplane:
             self._wake.clear()
         return [queue.popleft() for _ in range(min(MAX_BATCH, len(queue)))]
 
-    def large(self, channel: str, payload: bytes) -> tuple[str, bytes] | None:
-        """For a payload too large to publish: the key to SET it under and the
-        pointer to publish instead (see redis_blobs); None when it fits. The
-        key shares the channel's hash slot, so on a cluster it lives on the
-        primary that publishes it."""
-        if len(payload) <= self.options.max_message_bytes:
-            return None
-        self._count("large")
-        key = blobs.new_key(channel)
-        return key, blobs.pointer(key)
+    async def _stage_large(self, client: Any,
+                           batch: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+        """The batch to publish: a payload too large for pub/sub is SET under
+        a key first (its own round trip, so a refusal names no payload bytes)
+        and replaced by a pointer (see redis_blobs). It is skipped when
+        nobody else listens (anti-entropy answers a late joiner), and when
+        Redis refuses the key (logged: the ACL needs keys under the prefix)."""
+        out: list[tuple[str, bytes]] = []
+        for channel, payload in batch:
+            if len(payload) <= self.options.max_message_bytes:
+                out.append((channel, payload))
+                continue
+            self._count("large")
+            if await self._listeners(client, channel) <= 1:  # ourselves only
+                continue
+            key = blobs.new_key(channel)
+            try:
+                await client.set(key, payload, px=blobs.BLOB_TTL_MS)
+            except ResponseError as exc:  # NOPERM, OOM: the link itself is fine
+                self._count("dropped")
+                self._log.error("%s backplane: a %d-byte message on %r was not sent: Redis "
+                                "refused its key (%s); the Redis user needs +set +get on "
+                                "~%s:* (README, Running several instances)", self.name,
+                                len(payload), channel, exc, self.options.namespace)
+                continue
+            out.append((channel, blobs.pointer(key)))
+        return out
+
+    async def _listeners(self, client: Any, channel: str) -> int:
+        """How many subscribers ``channel`` has (ours included); a backend
+        that cannot tell cheaply says 2, i.e. someone else may be there."""
+        return 2
 
     async def _get(self, key: str) -> bytes | None:
         """GET a large message's key (the subclass knows where it lives)."""

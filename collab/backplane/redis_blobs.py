@@ -21,9 +21,10 @@ from __future__ import annotations
 import uuid
 
 POINTER_MARK = b"\xffblob:"
-# Long enough for every instance to read it after a reconnect, short enough
-# that a burst of large documents does not fill Redis.
-BLOB_TTL_MS = 120_000
+# Subscribers read the key as soon as its pointer arrives; a reader that
+# misses it resyncs. Short, so that a writer sending large edits in a loop
+# holds at most this long of them in Redis (see README, Limits).
+BLOB_TTL_MS = 30_000
 
 
 def new_key(channel: str) -> str:

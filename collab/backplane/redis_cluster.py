@@ -312,7 +312,11 @@ class RedisClusterBackplane(QueuedRedisBackplane):
         return data
 
     async def _publish_to(self, name: str, msgs: list[tuple[str, bytes]]) -> None:
-        failed, why = await self._nodes.publish(name, msgs, self.large)
+        # A large message's key shares its channel's slot: the cluster client
+        # sends the SET to this same primary.
+        if self._cluster is not None:
+            msgs = await self._stage_large(self._cluster, msgs)
+        failed, why = await self._nodes.publish(name, msgs)
         self._count("publish", len(msgs) - failed)
         if failed:
             self._dropped_publish(failed, why)

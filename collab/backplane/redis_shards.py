@@ -24,7 +24,6 @@ from redis.exceptions import AuthenticationError, ConnectionError, NoPermissionE
 
 from ..errors import BackplaneError
 from .redis_base import channel_name
-from .redis_blobs import BLOB_TTL_MS
 from .redis_options import RedisOptions, explain
 
 log = logging.getLogger("collab.backplane.redis_cluster")
@@ -53,20 +52,11 @@ class Nodes:
             client = self._clients[name] = Redis.from_pool(pool)
         return client
 
-    async def publish(self, name: str, msgs: list[tuple[str, bytes]],
-                      large: Callable[[str, bytes], tuple[str, bytes] | None]
-                      ) -> tuple[int, str]:
-        """SPUBLISH in one pipeline; returns how many failed, and why. A
-        payload ``large`` gives a key for is SET there (same slot as its
-        channel) and a pointer published instead (see redis_blobs)."""
+    async def publish(self, name: str, msgs: list[tuple[str, bytes]]) -> tuple[int, str]:
+        """SPUBLISH in one pipeline; returns how many failed, and why."""
         try:
             async with self.client(name).pipeline(transaction=False) as pipe:
                 for channel, payload in msgs:
-                    big = large(channel, payload)
-                    if big is not None:
-                        key, pointer = big
-                        pipe.set(key, payload, px=BLOB_TTL_MS)
-                        payload = pointer
                     pipe.spublish(channel, payload)
                 results = await pipe.execute(raise_on_error=False)
         except (RedisError, OSError, TimeoutError) as exc:

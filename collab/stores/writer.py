@@ -40,8 +40,8 @@ RETRY_CAP = 5.0
 
 
 class _Pending:
-    __slots__ = ("attempts", "base", "doc", "first_at", "lock", "size", "timer", "updates",
-                 "writing")
+    __slots__ = ("attempts", "base", "collapsing", "doc", "first_at", "lock", "size", "timer",
+                 "updates", "writing")
 
     def __init__(self) -> None:
         self.updates: list[bytes] = []
@@ -53,6 +53,7 @@ class _Pending:
         self.attempts = 0
         # The room's document, to fold the buffer into when it passes its bound.
         self.doc: Doc[Any] | None = None
+        self.collapsing = False
         self.timer: asyncio.TimerHandle | None = None
         self.writing: asyncio.Task[None] | None = None
         self.lock = asyncio.Lock()
@@ -103,8 +104,11 @@ class Writer:
             p.first_at = now
         p.updates.append(update)
         p.size += len(update)
-        if p.size - p.base > self._buffer_bytes and p.doc is not None:
-            self._collapse(room, p, p.doc)
+        if p.size - p.base > self._buffer_bytes and p.doc is not None and not p.collapsing:
+            # Not here: this runs inside the document's own transaction (the
+            # room's observer), where pycrdt cannot encode the document.
+            p.collapsing = True
+            asyncio.get_running_loop().call_soon(self._collapse, room, p)
         if p.attempts:
             return  # failing: the retry timer is armed, with backoff
         if p.timer is not None:
@@ -112,7 +116,11 @@ class Writer:
         delay = min(self.debounce, max(0.0, p.first_at + self.max_wait - now))
         p.timer = asyncio.get_running_loop().call_later(delay, self._fire, room)
 
-    def _collapse(self, room: str, p: _Pending, doc: Doc[Any]) -> None:
+    def _collapse(self, room: str, p: _Pending) -> None:
+        p.collapsing = False
+        doc = p.doc
+        if doc is None or p.size - p.base <= self._buffer_bytes or self._pending.get(room) is not p:
+            return  # written (or unloaded) meanwhile
         snapshot = doc.get_update()
         log.warning("unstored edits of room %r passed %d bytes: kept as one %d-byte "
                     "snapshot of the document", room, self._buffer_bytes, len(snapshot))

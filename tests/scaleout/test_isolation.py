@@ -5,6 +5,7 @@ Redis pub/sub still crosses instances (real TLS + AUTH Redis, real processes).
 from __future__ import annotations
 
 import random
+import re
 import string
 from pathlib import Path
 
@@ -56,13 +57,25 @@ async def test_stacks_on_db0_and_db1_of_one_redis_never_share_a_room(
         assert late[0] not in await js.call("text", handle="b1")
 
 
+def readme_acl() -> list[str]:
+    """The README's ACL SETUSER line, as words."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    (line,) = re.findall(r"^ACL SETUSER collab-prod .*$", readme, re.M)
+    return line.split()
+
+
 async def test_a_40_mb_document_converges_across_instances(
         tmp_path: Path, redis_factory) -> None:  # noqa: F811
     """Past Redis's pub/sub output-buffer limit (32 MB hard by default) a
     subscriber is disconnected; the 40 MB anti-entropy reply a late instance
-    needs must therefore go through a key, not be published."""
+    needs must therefore go through a key, not be published. The instances
+    use the README's ACL user, exactly as written."""
     server = redis_factory(tls=True, password=AUTH_TOKEN)
-    async with instances(tmp_path, 2, env_for(server, 0)) as (a, b):
+    with server.client() as admin:
+        admin.execute_command(*readme_acl())
+    env = {**env_for(server, 0), "COLLAB_REDIS_USERNAME": "collab-prod",
+           "COLLAB_REDIS_PASSWORD": "long-random-password", "COLLAB_REDIS_PREFIX": "collab-prod"}
+    async with instances(tmp_path, 2, env) as (a, b):
         chunks = ["".join(random.choices(string.ascii_letters, k=3_500_000)) for _ in range(12)]
         total = sum(map(len, chunks))
         async with YClient(f"{a.ws_url}/big") as writer:
