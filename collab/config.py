@@ -164,6 +164,10 @@ class Settings:
     # (queued until the authenticate hook answers), in count and in bytes.
     auth_queue_frames: int = 64
     auth_queue_bytes: int = 8 * 1024 * 1024
+    # ... and over all sockets of the process (1013 past it), and how long a
+    # Hocuspocus socket may go without any authenticated document (4408).
+    auth_queue_total_bytes: int = 64 * 1024 * 1024
+    auth_timeout: float = 10.0
     # Abuse bounds (README "Limits"). Documents: an update that would take a
     # room past this many bytes is refused with 1009 (0 = no limit).
     max_document_bytes: int = 64 * 1024 * 1024
@@ -248,7 +252,8 @@ class Settings:
             raise ConfigError("COLLAB_LOG_FORMAT must be 'text' or 'json'")
         for name in ("port", "workers", "max_frame_bytes", "max_room_name",
                      "outbound_queue_frames", "outbound_queue_bytes", "compact_threshold",
-                     "auth_queue_frames", "auth_queue_bytes", "max_documents_per_socket",
+                     "auth_queue_frames", "auth_queue_bytes", "auth_queue_total_bytes",
+                     "max_documents_per_socket",
                      "max_awareness_state_bytes", "max_awareness_clients", "connect_burst",
                      "frame_burst", "store_buffer_bytes"):
             if getattr(self, name) <= 0 and name != "port":
@@ -265,7 +270,7 @@ class Settings:
             if getattr(self, name) < 0:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must not be negative")
         for name in ("loop_lag_interval", "loop_lag_fail", "store_check_interval",
-                     "hook_timeout", "store_timeout"):
+                     "hook_timeout", "store_timeout", "auth_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be positive")
         if self.flush_max_wait < self.flush_debounce:

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 
 from .config import Settings
 from .errors import CloseCode, CloseError, Overloaded
+from .hocuspocus.documents import PreAuthBudget
 from .observability.health import Health
 from .observability.store_report import StoreReport
 from .rooms.registry import RoomRegistry
@@ -44,6 +45,8 @@ class CollabServer:
         self.health = health
         self._store_report = store_report
         self.connections: dict[str, Connection] = {}
+        # Hocuspocus frames queued before authentication, over every socket.
+        self.preauth = PreAuthBudget(settings.auth_queue_total_bytes)
         self.started = False
         self.draining = False
         # Rooms whose edits the store had not taken when stop() ended: data

@@ -40,11 +40,18 @@ def room_and_action(request: Request, max_len: int, reserved: Set[str]) -> tuple
     that is not a room name (the same rule as on the WebSocket paths).
     """
     rest: str = request.path_params["rest"]
-    path: str = request.scope["path"]
     raw = request.scope.get("raw_path")
     if isinstance(raw, bytes):
-        prefix_slashes = path[: len(path) - len(rest)].count("/")
-        raw_segments = raw.decode("latin-1").split("/")[prefix_slashes:]
+        # The raw segments that decode to exactly what the router matched:
+        # counted on the raw path itself, so an encoded '/' before the room
+        # (/api/rooms%2Fteam/...) cannot shift which segments are the room.
+        every = raw.decode("latin-1").split("/")
+        for count in range(1, len(every) + 1):
+            if "/".join(unquote(s) for s in every[-count:]) == rest:
+                raw_segments = every[-count:]
+                break
+        else:
+            raise ApiError(400, "bad_request", "the path does not decode to the room it routes to")
         segments = [unquote(s) for s in raw_segments]
     else:  # an ASGI server without raw_path: no %2F distinction
         raw_segments = segments = rest.split("/")
@@ -82,6 +89,8 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
         value = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise ApiError(400, "bad_request", "the body is not JSON") from None
+    except RecursionError:
+        raise ApiError(400, "bad_request", "the body is nested too deeply") from None
     if not isinstance(value, dict):
         raise ApiError(400, "bad_request", "the body must be a JSON object")
     return value

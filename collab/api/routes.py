@@ -157,7 +157,11 @@ class Api:
         async with self.rooms.hold(name) as room:
             _exists(room)
             data = room.diff()
-        return JSONResponse(export(data, fields))
+        try:
+            return JSONResponse(export(data, fields))
+        except RecursionError:
+            raise ApiError(422, "too_deep", "the document is nested too deeply to export as "
+                                            "JSON; read it as a Yjs update instead") from None
 
     async def write(self, request: Request, name: str) -> Response:
         update = await http.read_body(request, self.limit)

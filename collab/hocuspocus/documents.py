@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Callable, Set
 from dataclasses import dataclass
 
-from ..errors import PolicyViolation
+from ..errors import Overloaded, PolicyViolation
 from ..rooms.names import validate_room_name
 from ..rooms.room import Room
 from ..wire import hocuspocus as hp
@@ -92,10 +92,31 @@ class Leave:
 Action = Send | Authenticate | CancelAuth | Join | Dispatch | Leave
 
 
+class PreAuthBudget:
+    """Bytes queued before authentication, over every socket of the process:
+    each socket's own bound times many sockets would still be unbounded."""
+
+    __slots__ = ("limit", "used")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def take(self, size: int) -> bool:
+        if self.used + size > self.limit:
+            return False
+        self.used += size
+        return True
+
+    def give(self, size: int) -> None:
+        self.used -= size
+
+
 class DocumentTable:
     def __init__(self, connection_id: str, send: Callable[[bytes, str], None], *,
                  max_room_name: int, reserved: Set[str], queue_frames: int,
-                 queue_bytes: int, max_documents: int = 1 << 30) -> None:
+                 queue_bytes: int, max_documents: int = 1 << 30,
+                 budget: PreAuthBudget | None = None) -> None:
         self._connection_id = connection_id
         self._send = send
         self._max_room_name = max_room_name
@@ -103,6 +124,7 @@ class DocumentTable:
         self._queue_frames = queue_frames
         self._queue_bytes = queue_bytes
         self._max_documents = max_documents
+        self._budget = budget
         self.docs: dict[str, Document] = {}
         self.queued_frames = 0
         self.queued_bytes = 0
@@ -153,10 +175,14 @@ class DocumentTable:
         doc.join_step1 = True
         return [Dispatch(doc, msg) for msg, _size in self._drain(doc)]
 
+    def any_open(self) -> bool:
+        return any(d.state is DocState.OPEN for d in self.docs.values())
+
     def close_all(self) -> list[Action]:
         """The socket is gone: cancel what is opening, leave what is open."""
         actions: list[Action] = []
         for doc in self.docs.values():
+            self._drain(doc)
             if doc.state is DocState.OPENING:
                 actions.append(CancelAuth(doc))
             if doc.room is not None:
@@ -191,6 +217,8 @@ class DocumentTable:
         if self.queued_frames + 1 > frames or self.queued_bytes + size > max_bytes:
             raise PolicyViolation(
                 f"too much sent before authentication (limit {frames} frames, {max_bytes} bytes)")
+        if self._budget is not None and not self._budget.take(size):
+            raise Overloaded("the server holds too much sent before authentication; retry")
         doc.queue.append((msg, size))
         doc.queued_bytes += size
         self.queued_frames += 1
@@ -200,6 +228,8 @@ class DocumentTable:
         queue, doc.queue = doc.queue, deque()
         self.queued_frames -= len(queue)
         self.queued_bytes -= doc.queued_bytes
+        if self._budget is not None:
+            self._budget.give(doc.queued_bytes)
         doc.queued_bytes = 0
         return queue
 

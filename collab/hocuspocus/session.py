@@ -64,7 +64,7 @@ class HocuspocusSession(Session):
         self.table = dt.DocumentTable(
             conn.id, conn.send, max_room_name=s.max_room_name, reserved=s.reserved_paths,
             queue_frames=s.auth_queue_frames, queue_bytes=s.auth_queue_bytes,
-            max_documents=s.max_documents_per_socket)
+            max_documents=s.max_documents_per_socket, budget=server.preauth)
         self._pings = TokenBucket(s.ping_answer_rate, PING_BURST)
         self._tasks = TaskSet(f"hocuspocus {conn.id}")
         self._opening: dict[Document, asyncio.Task[None]] = {}
@@ -87,7 +87,22 @@ class HocuspocusSession(Session):
             await self.reject(exc.code, exc.reason)
             return
         await self.accept()
-        await self.receive_loop()
+        # Unlike y-websocket, a socket here is accepted before any token: one
+        # that never gets a document authenticated must not sit on its
+        # pre-auth queue forever (a client that answers pings would).
+        deadline = asyncio.get_running_loop().call_later(self.settings.auth_timeout,
+                                                         self._auth_deadline)
+        try:
+            await self.receive_loop()
+        finally:
+            deadline.cancel()
+
+    def _auth_deadline(self) -> None:
+        if self.conn.state is State.OPEN and not self.rooms and not self.table.any_open():
+            log.info("no document authenticated within %gs: closing", self.settings.auth_timeout,
+                     extra=self.extra)
+            self.metrics.frame_rejected(self.endpoint, "auth_timeout")
+            self.conn.close(CloseCode.TIMEOUT, "no document authenticated in time")
 
     # -- frames in ------------------------------------------------------------
 

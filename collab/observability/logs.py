@@ -69,7 +69,7 @@ class DropUvicornSocketLines(logging.Filter):
         message = record.getMessage()
         if message in _UNIDENTIFIED:
             return False
-        if record.levelno <= logging.DEBUG and message.startswith("< "):
+        if record.levelno <= logging.DEBUG and message.startswith(("< ", "> ")):
             # websockets' debug trace of the handshake: the request line and
             # headers carry tokens (?token=, Sec-WebSocket-Protocol, cookies).
             record.msg, record.args = redact_headers(message), None

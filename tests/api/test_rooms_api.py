@@ -261,3 +261,20 @@ async def test_api_calls_are_counted_by_route_template_never_by_room_or_key() ->
             in metrics
         assert "secret-room-name" not in metrics and API_KEY not in metrics
         assert API_KEY not in repr(settings()) and API_KEY not in repr(a)
+
+
+async def test_crafted_paths_and_bodies_get_json_errors() -> None:
+    """A '/' encoded before the room cannot shift which room is acted on; a
+    body nested deeper than the parser goes is a 400, not a 500."""
+    async with serve() as srv, httpx.AsyncClient() as http:
+        a = api(srv)
+        await a.edit_text("team/notes", "SECRET-TEAM-NOTES")
+        await a.edit_text("notes", "just notes")
+        auth = {"Authorization": f"Bearer {API_KEY}"}
+        sneaky = await http.get(f"{srv.url}/api/rooms%2Fteam/notes/json?types=text:text",
+                                headers=auth)
+        assert sneaky.status_code == 400, sneaky.text
+        assert "just notes" not in sneaky.text and "SECRET" not in sneaky.text
+        deep = await http.post(f"{srv.url}/api/rooms/x/text", content=b"[" * 200_000,
+                               headers={**auth, "content-type": "application/json"})
+        assert deep.status_code == 400 and deep.json()["message"] == "the body is nested too deeply"

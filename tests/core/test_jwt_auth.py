@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import websockets
 
 from collab.access.tokens import LEEWAY_SECONDS
 from collab.client import YClient
+from collab.wire import ywebsocket as p
 from tests.support.jsclient import JSClient, JSClientError
 from tests.support.servers import CollabProcess, run_collab
 from tests.support.tokens import TEST_SECRET, mint
@@ -83,7 +85,14 @@ async def test_y_websocket_tokens_accepted_expired_wrong_room_readonly(tmp_path:
                       params={"token": forged}, wait=False, reconnect=False)
         assert (await close_of(js, "f"))["code"] == 4401
 
+        # the token as the last subprotocol offered (browsers cannot set headers)
+        async with websockets.connect(f"{srv.ws_url}/team/notes",
+                                      subprotocols=["collab", writer]) as ws:  # type: ignore[list-item]
+            assert p.decode_message(await ws.recv()) is not None
+            assert ws.subprotocol == "collab"
+
         log = srv.log_text()
+        assert "Sec-WebSocket-Protocol: ***" in log  # the debug trace, masked
         for token in (writer, viewer, expired, forged):
             assert token not in log
         assert "authentication denied" in log

@@ -167,3 +167,23 @@ def test_documents_per_socket_are_bounded_open_or_not() -> None:
     assert info.value.code == 1008
     assert feed(t, b"\x02d1\x07") != []  # closing one makes room for another
     assert kinds(feed(t, b"\x02d3\x02\x00\x00")) == ["Authenticate"]
+
+
+def test_the_pre_auth_budget_is_shared_by_every_socket_and_given_back() -> None:
+    from collab.errors import Overloaded
+
+    budget = dt.PreAuthBudget(2 * len(STEP1))
+    one, two = (dt.DocumentTable(f"c-{i}", lambda frame, label: None, max_room_name=64,
+                                 reserved=frozenset(), queue_frames=8, queue_bytes=1024,
+                                 budget=budget) for i in (1, 2))
+    feed(one, STEP1)
+    feed(two, STEP1)
+    with pytest.raises(Overloaded):
+        feed(two, STEP1)
+    (auth,) = feed(one, TOKEN)
+    t = one
+    t.allowed(auth.doc, readonly=False)
+    t.joined(auth.doc, Room("doc"))  # replayed: its bytes are given back
+    assert budget.used == len(STEP1)
+    two.close_all()
+    assert budget.used == 0
