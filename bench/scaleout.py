@@ -66,31 +66,56 @@ def cpu_ms(pids: list[int]) -> float:
 def pin(pid: int) -> None:
     """Move a running redis-server to the servers' CPU (when there is taskset)."""
     if pinned(SERVER_CPU, []):
-        subprocess.run(["taskset", "-p", "-c", SERVER_CPU, str(pid)], capture_output=True,
-                       check=False)
+        subprocess.run(
+            ["taskset", "-p", "-c", SERVER_CPU, str(pid)], capture_output=True, check=False
+        )
 
 
-def run_case(tmp: Path, backplane: str, n: int, env: dict[str, str], redis_pids: list[int],
-             python: str, params: dict[str, Any]) -> dict[str, Any]:
+def run_case(
+    tmp: Path,
+    backplane: str,
+    n: int,
+    env: dict[str, str],
+    redis_pids: list[int],
+    python: str,
+    params: dict[str, Any],
+) -> dict[str, Any]:
     procs, urls = [], []
     try:
         for i in range(n):
             port = free_port()
             argv = [python, "-m", "collab", "serve", "--host", "127.0.0.1", "--port", str(port)]
-            procs.append(spawn(argv, tmp / f"{backplane}-{n}-{i}.log",
-                               {**env, "COLLAB_INSTANCE_ID": f"i{i}"}, cwd=REPO))
+            procs.append(
+                spawn(
+                    argv,
+                    tmp / f"{backplane}-{n}-{i}.log",
+                    {**env, "COLLAB_INSTANCE_ID": f"i{i}"},
+                    cwd=REPO,
+                )
+            )
             urls.append(f"ws://127.0.0.1:{port}/")
         for url in urls:
             wait_ready(int(url.rsplit(":", 1)[1].strip("/")), "/readyz", 30)
-        cfg = {**params, "kind": "fanout", "proto": "yws", "urls": urls, "spread": True,
-               "serverPids": [p.pid for p in procs],
-               "roomPrefix": f"s{backplane[0]}{n}-{secrets.token_hex(3)}"}
+        cfg = {
+            **params,
+            "kind": "fanout",
+            "proto": "yws",
+            "urls": urls,
+            "spread": True,
+            "serverPids": [p.pid for p in procs],
+            "roomPrefix": f"s{backplane[0]}{n}-{secrets.token_hex(3)}",
+        }
         idle0 = cpu_ms(redis_pids)
         time.sleep(IDLE_SAMPLE)  # the idle rate: what Redis burns with no traffic at all
         idle_rate = (cpu_ms(redis_pids) - idle0) / IDLE_SAMPLE
         before, started = cpu_ms(redis_pids), time.monotonic()
-        out = subprocess.run(pinned(LOADGEN_CPU, ["node", str(LOADGEN), "run", json.dumps(cfg)]),
-                             cwd=BENCH, capture_output=True, text=True, timeout=600)
+        out = subprocess.run(
+            pinned(LOADGEN_CPU, ["node", str(LOADGEN), "run", json.dumps(cfg)]),
+            cwd=BENCH,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         wall = time.monotonic() - started
         redis_ms = max(0.0, cpu_ms(redis_pids) - before - idle_rate * wall)
         lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
@@ -99,34 +124,45 @@ def run_case(tmp: Path, backplane: str, n: int, env: dict[str, str], redis_pids:
         res: dict[str, Any] = json.loads(lines[-1])
         sent = max(1, int(res.get("edits_sent") or 1))
         deliveries = max(1, int(res.get("deliveries") or 1))
-        res.update(backplane=backplane, instances=n, redis_cpu_ms=round(redis_ms, 1),
-                   redis_idle_ms_per_s=round(idle_rate, 1),
-                   redis_us_per_edit=round(1000 * redis_ms / sent, 1),
-                   collab_us_per_delivery=round(
-                       1000 * float(res.get("server_cpu_ms_edit_phase") or 0) / deliveries, 1))
+        res.update(
+            backplane=backplane,
+            instances=n,
+            redis_cpu_ms=round(redis_ms, 1),
+            redis_idle_ms_per_s=round(idle_rate, 1),
+            redis_us_per_edit=round(1000 * redis_ms / sent, 1),
+            collab_us_per_delivery=round(
+                1000 * float(res.get("server_cpu_ms_edit_phase") or 0) / deliveries, 1
+            ),
+        )
         return res
     finally:
         for proc in procs:
             stop_process(proc)
 
 
-TABLE_HEAD = ("| backplane | collab processes | delivered updates/s | p50 ms | p99 ms | delivered "
-              "| collab CPU µs / delivery | Redis CPU µs / edit | Redis CPU ms (net of idle) |\n"
-              "|---|---|---|---|---|---|---|---|---|\n")
+TABLE_HEAD = (
+    "| backplane | collab processes | delivered updates/s | p50 ms | p99 ms | delivered "
+    "| collab CPU µs / delivery | Redis CPU µs / edit | Redis CPU ms (net of idle) |\n"
+    "|---|---|---|---|---|---|---|---|---|\n"
+)
 
 
 def table(results: list[dict[str, Any]]) -> str:
     rows = []
     for r in results:
         if not r.get("ok", True) or "latency_ms" not in r:
-            rows.append(f"| {r.get('backplane')} | {r.get('instances')} | failed: "
-                        f"{r.get('error', '')[:80]} | | | | | | |")
+            rows.append(
+                f"| {r.get('backplane')} | {r.get('instances')} | failed: "
+                f"{r.get('error', '')[:80]} | | | | | | |"
+            )
             continue
         lat = r["latency_ms"]
-        rows.append(f"| {r['backplane']} | {r['instances']} | {r['deliveries_per_s']:,} | "
-                    f"{lat['p50']} | {lat['p99']} | {100 * r['delivered_fraction']:.1f} % | "
-                    f"{r['collab_us_per_delivery']} | {r['redis_us_per_edit']} | "
-                    f"{r['redis_cpu_ms']:,} |")
+        rows.append(
+            f"| {r['backplane']} | {r['instances']} | {r['deliveries_per_s']:,} | "
+            f"{lat['p50']} | {lat['p99']} | {100 * r['delivered_fraction']:.1f} % | "
+            f"{r['collab_us_per_delivery']} | {r['redis_us_per_edit']} | "
+            f"{r['redis_cpu_ms']:,} |"
+        )
     return TABLE_HEAD + "\n".join(rows) + "\n"
 
 
@@ -144,19 +180,30 @@ def main() -> int:
         certs = make_certs(tmp / "pki")
         password = secrets.token_hex(16)
         single = RedisServer(tmp / "single", tls=True, certs=certs, password=password)
-        cluster = RedisCluster(tmp / "cluster", certs=certs, password=password,
-                               users={"app": password})
+        cluster = RedisCluster(
+            tmp / "cluster", certs=certs, password=password, users={"app": password}
+        )
         single.start()
         try:
             cluster.start()
             for node in [single, *cluster.nodes]:
                 pin(node.pid)
-            base = {"COLLAB_STORE_URL": "memory://", "COLLAB_LOG_LEVEL": "warning",
-                    "COLLAB_CONNECT_RATE": "0", "COLLAB_FRAME_RATE": "0"}
+            base = {
+                "COLLAB_STORE_URL": "memory://",
+                "COLLAB_LOG_LEVEL": "warning",
+                "COLLAB_CONNECT_RATE": "0",
+                "COLLAB_FRAME_RATE": "0",
+            }
             setups = {
                 "single": ({**base, "COLLAB_REDIS_URL": single.url()}, [single.pid]),
-                "cluster": ({**base, "COLLAB_REDIS_URL": cluster.url(username="app"),
-                             "COLLAB_REDIS_CLUSTER": "true"}, [n.pid for n in cluster.nodes]),
+                "cluster": (
+                    {
+                        **base,
+                        "COLLAB_REDIS_URL": cluster.url(username="app"),
+                        "COLLAB_REDIS_CLUSTER": "true",
+                    },
+                    [n.pid for n in cluster.nodes],
+                ),
             }
             for n in counts:
                 for backplane, (env, pids) in setups.items():
@@ -169,20 +216,30 @@ def main() -> int:
         finally:
             cluster.stop()
             single.stop()
-    meta = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.platform(),
-            "cpus": os.cpu_count(), "params": params, "quick": args.quick,
-            "load": subprocess.run(["cat", "/proc/loadavg"], capture_output=True,
-                                   text=True).stdout.strip()}
-    (BENCH / "scaleout.json").write_text(json.dumps({"meta": meta, "results": results},
-                                                    indent=1) + "\n")
+    meta = {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": platform.platform(),
+        "cpus": os.cpu_count(),
+        "params": params,
+        "quick": args.quick,
+        "load": subprocess.run(
+            ["cat", "/proc/loadavg"], capture_output=True, text=True
+        ).stdout.strip(),
+    }
+    (BENCH / "scaleout.json").write_text(
+        json.dumps({"meta": meta, "results": results}, indent=1) + "\n"
+    )
     doc = BENCH / "SCALEOUT.md"
     if doc.exists():
         text = doc.read_text()
-        block = (f"<!-- results -->\n{meta['date']}, {meta['machine']}, {meta['cpus']} CPUs, "
-                 f"load average before the run {meta['load']}; {params}\n\n"
-                 f"{table(results)}<!-- /results -->")
-        doc.write_text(re.sub(r"<!-- results -->.*?<!-- /results -->", lambda _: block, text,
-                              flags=re.S))
+        block = (
+            f"<!-- results -->\n{meta['date']}, {meta['machine']}, {meta['cpus']} CPUs, "
+            f"load average before the run {meta['load']}; {params}\n\n"
+            f"{table(results)}<!-- /results -->"
+        )
+        doc.write_text(
+            re.sub(r"<!-- results -->.*?<!-- /results -->", lambda _: block, text, flags=re.S)
+        )
     print(table(results))
     return 0
 

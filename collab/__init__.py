@@ -14,5 +14,17 @@ from .hooks import (
 )
 from .transport.connection import CloseRecord
 
-__all__ = ["AuthRequest", "AuthResult", "ChangeEvent", "CloseRecord", "ConnectEvent", "Hooks",
-           "RedisSettings", "RoomEvent", "Settings", "StatelessEvent", "YClient", "create_app"]
+__all__ = [
+    "AuthRequest",
+    "AuthResult",
+    "ChangeEvent",
+    "CloseRecord",
+    "ConnectEvent",
+    "Hooks",
+    "RedisSettings",
+    "RoomEvent",
+    "Settings",
+    "StatelessEvent",
+    "YClient",
+    "create_app",
+]

@@ -29,8 +29,14 @@ JSONObject = dict[str, Any]
 
 
 class ApiClient:
-    def __init__(self, base_url: str, token: str, *, timeout: float = 10.0,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        timeout: float = 10.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self._token = token
         self.timeout = timeout
@@ -46,8 +52,7 @@ class ApiClient:
 
     async def get_update(self, room: str, state_vector: bytes | None = None) -> bytes:
         """The document as one Yjs update (only what ``state_vector`` lacks)."""
-        query = {"state_vector": base64.b64encode(state_vector).decode()} if state_vector \
-            else None
+        query = {"state_vector": base64.b64encode(state_vector).decode()} if state_vector else None
         _, body = await self._call("GET", _room(room), query)
         return body
 
@@ -57,12 +62,20 @@ class ApiClient:
         return await self._json("GET", _room(room, "json"), {"types": spec})
 
     async def apply_update(self, room: str, update: bytes) -> JSONObject:
-        return await self._json("POST", _room(room, "update"), body=update,
-                                content_type="application/octet-stream")
+        return await self._json(
+            "POST", _room(room, "update"), body=update, content_type="application/octet-stream"
+        )
 
-    async def edit_text(self, room: str, text: str, *, field: str = "text",
-                        mode: str = "append", index: int | None = None,
-                        attributes: Mapping[str, Any] | None = None) -> JSONObject:
+    async def edit_text(
+        self,
+        room: str,
+        text: str,
+        *,
+        field: str = "text",
+        mode: str = "append",
+        index: int | None = None,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> JSONObject:
         edit: JSONObject = {"text": text, "field": field, "mode": mode}
         if index is not None:
             edit["index"] = index
@@ -81,44 +94,62 @@ class ApiClient:
 
     # -- connections ------------------------------------------------------------------
 
-    async def message_connection(self, conn_id: str, payload: str, *,
-                                 room: str = "") -> JSONObject:
+    async def message_connection(self, conn_id: str, payload: str, *, room: str = "") -> JSONObject:
         body: JSONObject = {"payload": payload, **({"room": room} if room else {})}
-        return await self._json("POST", f"/connections/{quote(conn_id, safe='')}/message",
-                                body=body)
+        return await self._json(
+            "POST", f"/connections/{quote(conn_id, safe='')}/message", body=body
+        )
 
-    async def close_connection(self, conn_id: str, *, code: int = 4205,
-                               reason: str = "") -> JSONObject:
-        return await self._json("DELETE", f"/connections/{quote(conn_id, safe='')}",
-                                _close(code, reason))
+    async def close_connection(
+        self, conn_id: str, *, code: int = 4205, reason: str = ""
+    ) -> JSONObject:
+        return await self._json(
+            "DELETE", f"/connections/{quote(conn_id, safe='')}", _close(code, reason)
+        )
 
     async def openapi(self) -> JSONObject:
         return await self._json("GET", "/openapi.json")
 
     # -- transport --------------------------------------------------------------------
 
-    async def _json(self, method: str, path: str, query: Mapping[str, str] | None = None, *,
-                    body: JSONObject | bytes | None = None,
-                    content_type: str = "application/json") -> JSONObject:
+    async def _json(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str] | None = None,
+        *,
+        body: JSONObject | bytes | None = None,
+        content_type: str = "application/json",
+    ) -> JSONObject:
         _, data = await self._call(method, path, query, body, content_type)
         value = json.loads(data)
         if not isinstance(value, dict):
             raise ApiError(502, "bad_response", "the server answered with no JSON object")
         return value
 
-    async def _call(self, method: str, path: str, query: Mapping[str, str] | None = None,
-                    body: JSONObject | bytes | None = None,
-                    content_type: str = "application/json") -> tuple[int, bytes]:
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str] | None = None,
+        body: JSONObject | bytes | None = None,
+        content_type: str = "application/json",
+    ) -> tuple[int, bytes]:
         url = self.base_url + path + (f"?{urlencode(query)}" if query else "")
         data = json.dumps(body).encode() if isinstance(body, dict) else body
-        request = urllib.request.Request(url, data=data, method=method, headers={
-            "Authorization": f"Bearer {self._token}", "Content-Type": content_type})
+        request = urllib.request.Request(
+            url,
+            data=data,
+            method=method,
+            headers={"Authorization": f"Bearer {self._token}", "Content-Type": content_type},
+        )
         return await asyncio.to_thread(self._send, request)
 
     def _send(self, request: urllib.request.Request) -> tuple[int, bytes]:
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout,
-                                        context=self._ssl) as response:
+            with urllib.request.urlopen(
+                request, timeout=self.timeout, context=self._ssl
+            ) as response:
                 return int(response.status), bytes(response.read())
         except urllib.error.HTTPError as exc:
             raw = exc.read()

@@ -47,8 +47,13 @@ from .ywebsocket import YWebsocketSession
 log = logging.getLogger("collab.app")
 
 
-def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None,
-               store: Store | None = None, backplane: Backplane | None = None) -> Starlette:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    hooks: Hooks | None = None,
+    store: Store | None = None,
+    backplane: Backplane | None = None,
+) -> Starlette:
     """Build the ASGI app. Mount it anywhere; wire its lifespan (see README).
 
     ``app.state.collab`` is the :class:`CollabServer`; ``app.router.lifespan_context``
@@ -60,17 +65,24 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None,
     s = settings or Settings.from_env(os.environ)
     metrics = Metrics()
     verifier = TokenVerifier.from_settings(s)
-    runner = HookRunner(hooks if hooks is not None else load_hooks(s.hooks),
-                        verifier=verifier, timeout=s.hook_timeout,
-                        on_failure=metrics.hook_failed,
-                        on_dropped=metrics.hook_changes_dropped.inc)
+    runner = HookRunner(
+        hooks if hooks is not None else load_hooks(s.hooks),
+        verifier=verifier,
+        timeout=s.hook_timeout,
+        on_failure=metrics.hook_failed,
+        on_dropped=metrics.hook_changes_dropped.inc,
+    )
     if store is None:
-        store = store_from_url(s.store_url, compact_threshold=s.compact_threshold,
-                               statement_timeout=s.store_timeout)
+        store = store_from_url(
+            s.store_url, compact_threshold=s.compact_threshold, statement_timeout=s.store_timeout
+        )
     # Every store call, from the writer, the room loads and the checks, is bounded.
     store = TimedStore(store, s.store_timeout)
-    health = Health(Redactor(secrets_of(s.redis.password, s.redis.url, s.store_url,
-                                        s.jwt_secret, *s.api_key_list)))
+    health = Health(
+        Redactor(
+            secrets_of(s.redis.password, s.redis.url, s.store_url, s.jwt_secret, *s.api_key_list)
+        )
+    )
     store_report = StoreReport(health, metrics, store.name)
 
     if backplane is None and s.redis.url and s.redis.cluster:
@@ -84,8 +96,13 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None,
     replicator = None
     if backplane is not None:
         invalid = metrics.backplane_events.labels("invalid")
-        replicator = Replicator(backplane, prefix=s.redis.namespace, instance_id=s.instance_id,
-                                on_invalid=invalid.inc, hash_tag=s.redis.cluster)
+        replicator = Replicator(
+            backplane,
+            prefix=s.redis.namespace,
+            instance_id=s.instance_id,
+            on_invalid=invalid.inc,
+            hash_tag=s.redis.cluster,
+        )
 
     async def stored(room: str, size: int) -> None:
         await runner.run(runner.hooks.on_store, RoomEvent(room, size))
@@ -93,37 +110,64 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None,
     async def loaded(room: str, size: int) -> None:
         await runner.run(runner.hooks.on_load, RoomEvent(room, size))
 
-    writer = Writer(store, debounce=s.flush_debounce, max_wait=s.flush_max_wait,
-                    compact_threshold=s.compact_threshold, on_result=store_report.write,
-                    on_stored=stored, buffer_bytes=s.store_buffer_bytes,
-                    on_collapse=metrics.store_buffer_collapsed.inc)
+    writer = Writer(
+        store,
+        debounce=s.flush_debounce,
+        max_wait=s.flush_max_wait,
+        compact_threshold=s.compact_threshold,
+        on_result=store_report.write,
+        on_stored=stored,
+        buffer_bytes=s.store_buffer_bytes,
+        on_collapse=metrics.store_buffer_collapsed.inc,
+    )
     observers: list[RoomObserver] = [writer, runner]
     if replicator is not None:
         observers.append(replicator)
-    rooms = RoomRegistry(store, grace=s.room_grace, fanout_window=s.fanout_window,
-                         observers=observers, lifecycle=[replicator] if replicator else [],
-                         flush=writer.flush, on_loaded=loaded,
-                         limits=RoomLimits(s.max_document_bytes, s.max_awareness_state_bytes,
-                                           s.max_awareness_clients))
-    server = CollabServer(s, store=store, writer=writer, rooms=rooms, health=health,
-                          store_report=store_report)
+    rooms = RoomRegistry(
+        store,
+        grace=s.room_grace,
+        fanout_window=s.fanout_window,
+        observers=observers,
+        lifecycle=[replicator] if replicator else [],
+        flush=writer.flush,
+        on_loaded=loaded,
+        limits=RoomLimits(
+            s.max_document_bytes, s.max_awareness_state_bytes, s.max_awareness_clients
+        ),
+    )
+    server = CollabServer(
+        s, store=store, writer=writer, rooms=rooms, health=health, store_report=store_report
+    )
     api_auth = ApiAuth(s.api_key_list, verifier)
     control = None
     if api_auth.enabled:
+
         async def forget(room: str) -> None:
             # A deleted room: unloaded without storing, its unwritten updates dropped.
             await rooms.unload(room, force=True, discard=True)
             await writer.drop(room)
 
-        control = Control(backplane, channel=f"{s.redis.namespace}:control",
-                          instance_id=s.instance_id, rooms=rooms, connections=server.connections,
-                          forget=forget, room_channel=(replicator.channel if replicator else str),
-                          on_invalid=metrics.backplane_events.labels("invalid").inc)
-    monitors = Monitors(health=health, metrics=metrics, store=store, report=store_report,
-                        room_count=lambda: len(rooms), loop_lag_interval=s.loop_lag_interval,
-                        loop_lag_fail=s.loop_lag_fail,
-                        store_check_interval=s.store_check_interval,
-                        store_timeout=s.store_timeout)
+        control = Control(
+            backplane,
+            channel=f"{s.redis.namespace}:control",
+            instance_id=s.instance_id,
+            rooms=rooms,
+            connections=server.connections,
+            forget=forget,
+            room_channel=(replicator.channel if replicator else str),
+            on_invalid=metrics.backplane_events.labels("invalid").inc,
+        )
+    monitors = Monitors(
+        health=health,
+        metrics=metrics,
+        store=store,
+        report=store_report,
+        room_count=lambda: len(rooms),
+        loop_lag_interval=s.loop_lag_interval,
+        loop_lag_fail=s.loop_lag_fail,
+        store_check_interval=s.store_check_interval,
+        store_timeout=s.store_timeout,
+    )
 
     def operational(request: Request) -> bool:
         """With COLLAB_METRICS_PORT, metrics and the detailed readiness are
@@ -179,8 +223,9 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None,
     if s.metrics_port:
         gates.append(PortGate(s.metrics_port))
     if s.connect_rate:
-        gates.append(ConnectRate(s.connect_rate, s.connect_burst,
-                                 ClientKey.parse(s.trusted_proxies)))
+        gates.append(
+            ConnectRate(s.connect_rate, s.connect_burst, ClientKey.parse(s.trusted_proxies))
+        )
     if s.max_connections:
         gates.append(ConnectionLimit(s.max_connections, lambda: len(server.connections)))
     if origins.checking:
@@ -201,8 +246,15 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None,
         WebSocketRoute(s.hocuspocus_path.rstrip("/") + "/{rest:path}", hocuspocus),
     ]
     if control is not None:
-        api = Api(s, rooms=rooms, store=store, writer=writer, control=control, auth=api_auth,
-                  metrics=metrics)
+        api = Api(
+            s,
+            rooms=rooms,
+            store=store,
+            writer=writer,
+            control=control,
+            auth=api_auth,
+            metrics=metrics,
+        )
         routes += api.routes()
     if s.demo:
         from .demo import demo_routes
@@ -222,10 +274,14 @@ def warn_if_open(settings: Settings, runner: HookRunner, origins: OriginPolicy) 
     """One loud line at start for each guard left off (secure by default is
     the deployments' job; a laptop run must still be able to start)."""
     if not runner.checks_access:
-        log.warning("no authentication configured (COLLAB_JWT_SECRET, COLLAB_JWT_PUBLIC_KEY or "
-                    "an authenticate hook in COLLAB_HOOKS): anyone can read and write every room")
+        log.warning(
+            "no authentication configured (COLLAB_JWT_SECRET, COLLAB_JWT_PUBLIC_KEY or "
+            "an authenticate hook in COLLAB_HOOKS): anyone can read and write every room"
+        )
     if origins.checking:
         log.info("origins allowed: %s", origins.describe())
     else:
-        log.warning("COLLAB_ALLOWED_ORIGINS is not set: no Origin check, any web page may connect "
-                    "here (cross-site hijacking); set it to your app's origins")
+        log.warning(
+            "COLLAB_ALLOWED_ORIGINS is not set: no Origin check, any web page may connect "
+            "here (cross-site hijacking); set it to your app's origins"
+        )

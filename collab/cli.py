@@ -44,15 +44,22 @@ log = logging.getLogger("collab.cli")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="collab", description="Yjs sync server")
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the server",
-                           description=f"Every option is also the variable {ENV_PREFIX}<NAME>.")
+    serve = sub.add_parser(
+        "serve",
+        help="run the server",
+        description=f"Every option is also the variable {ENV_PREFIX}<NAME>.",
+    )
     for name, type_name in flat_fields():
         flag = "--" + name.replace("_", "-")
         if type_name in ("bool", bool):
             # A switch: `--demo` alone turns it on, `--no-demo` off (over the env).
-            serve.add_argument(flag, dest=name, default=None,
-                               action=argparse.BooleanOptionalAction,
-                               help=f"env {ENV_PREFIX}{name.upper()}")
+            serve.add_argument(
+                flag,
+                dest=name,
+                default=None,
+                action=argparse.BooleanOptionalAction,
+                help=f"env {ENV_PREFIX}{name.upper()}",
+            )
             continue
         serve.add_argument(flag, dest=name, default=None, help=f"env {ENV_PREFIX}{name.upper()}")
     return parser
@@ -61,9 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
 def settings_from(argv: Sequence[str] | None, environ: dict[str, str]) -> Settings:
     args = build_parser().parse_args(argv)
     types = dict(flat_fields())
-    overrides = {k: v if isinstance(v, bool) else parse_value("--" + k.replace("_", "-"),
-                                                              types[k], v)
-                 for k, v in vars(args).items() if k != "command" and v is not None}
+    overrides = {
+        k: v if isinstance(v, bool) else parse_value("--" + k.replace("_", "-"), types[k], v)
+        for k, v in vars(args).items()
+        if k != "command" and v is not None
+    }
     return Settings.from_env(environ, **overrides)
 
 
@@ -155,8 +164,11 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
     from .app import create_app
 
     return uvicorn.Config(
-        create_app(settings), host=settings.host, port=settings.port,
-        ws_ping_interval=settings.ping_interval, ws_ping_timeout=settings.ping_timeout,
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        ws_ping_interval=settings.ping_interval,
+        ws_ping_timeout=settings.ping_timeout,
         # Above our own limit so collab, not uvicorn, answers 1009 with a reason.
         ws_max_size=settings.max_frame_bytes * 2 + 1024,
         ws_per_message_deflate=False,
@@ -166,7 +178,10 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
         # X-Forwarded-For is read by collab's connect-rate gate, through
         # COLLAB_TRUSTED_PROXIES only; uvicorn would trust it from 127.0.0.1.
         proxy_headers=False,
-        log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=10,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
     )
 
 
@@ -242,9 +257,13 @@ def run_workers(settings: Settings, metrics_dir: str | None = None) -> int:
             code = proc.exitcode or 0
             if metrics_dir and proc.pid:
                 mark_process_dead(proc.pid, metrics_dir)
-            log.log(logging.INFO if code == 0 else logging.ERROR,
-                    "worker pid %s exited with code %d; %d still running",
-                    proc.pid, code, len(running))
+            log.log(
+                logging.INFO if code == 0 else logging.ERROR,
+                "worker pid %s exited with code %d; %d still running",
+                proc.pid,
+                code,
+                len(running),
+            )
             codes.append(code if code >= 0 else 128 - code)  # -N: killed by signal N
     return max(codes, default=0)
 
@@ -296,8 +315,12 @@ def _serve(settings: Settings) -> int:
     server = DrainingServer(uvicorn_config(settings))
     if settings.metrics_port:
         socks = sockets_for(settings)
-        log.info("serving on %s:%d; health, readiness and metrics on port %d",
-                 settings.host, settings.port, settings.metrics_port)
+        log.info(
+            "serving on %s:%d; health, readiness and metrics on port %d",
+            settings.host,
+            settings.port,
+            settings.metrics_port,
+        )
         server.run_on_large_stack(sockets=socks)
     else:
         server.run_on_large_stack()

@@ -46,9 +46,16 @@ _ws_log.addFilter(_RedactTokens())
 
 
 class YClient:
-    def __init__(self, url: str, doc: Doc[Any] | None = None, *, token: str | None = None,
-                 reconnect: bool = True, backoff_base: float = 0.1,
-                 backoff_cap: float = 5.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        doc: Doc[Any] | None = None,
+        *,
+        token: str | None = None,
+        reconnect: bool = True,
+        backoff_base: float = 0.1,
+        backoff_cap: float = 5.0,
+    ) -> None:
         self.url = url if token is None else f"{url}{'&' if '?' in url else '?'}token={token}"
         self.doc: Doc[Any] = doc if doc is not None else Doc()
         self.reconnect = reconnect
@@ -177,9 +184,11 @@ class YClient:
 
     async def wait_for(self, predicate: Callable[[YClient], bool], timeout: float) -> None:
         """Wait until ``predicate(self)`` holds, re-checked on every change."""
+
         async def check() -> None:
             async with self._changed:
                 await self._changed.wait_for(lambda: predicate(self))
+
         await asyncio.wait_for(check(), timeout)
 
     async def wait_closed(self, timeout: float) -> None:

@@ -60,8 +60,9 @@ class RedisSettings:
         if self.max_message_bytes <= 0:
             raise ConfigError("COLLAB_REDIS_MAX_MESSAGE_BYTES must be positive")
         if self.backoff_base <= 0 or self.backoff_cap < self.backoff_base:
-            raise ConfigError("COLLAB_REDIS_BACKOFF_BASE must be > 0 and <= "
-                              "COLLAB_REDIS_BACKOFF_CAP")
+            raise ConfigError(
+                "COLLAB_REDIS_BACKOFF_BASE must be > 0 and <= COLLAB_REDIS_BACKOFF_CAP"
+            )
         if self.socket_timeout <= 0:
             raise ConfigError("COLLAB_REDIS_SOCKET_TIMEOUT must be positive")
         if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
@@ -75,11 +76,14 @@ class RedisSettings:
         if "{" in self.prefix or "}" in self.prefix:
             # The room channel's hash tag starts the name: a brace in the
             # prefix would cut it short and put every room in one slot.
-            raise ConfigError("COLLAB_REDIS_PREFIX may not contain { or } with "
-                              "COLLAB_REDIS_CLUSTER")
+            raise ConfigError(
+                "COLLAB_REDIS_PREFIX may not contain { or } with COLLAB_REDIS_CLUSTER"
+            )
         if self.url and urlsplit(self.url).path.strip("/") not in ("", "0"):
-            raise ConfigError("a Redis Cluster has only database 0: COLLAB_REDIS_URL must end "
-                              "in /0 (or no database) with COLLAB_REDIS_CLUSTER")
+            raise ConfigError(
+                "a Redis Cluster has only database 0: COLLAB_REDIS_URL must end "
+                "in /0 (or no database) with COLLAB_REDIS_CLUSTER"
+            )
 
     def _check_url(self) -> None:
         from redis.asyncio.connection import parse_url
@@ -87,7 +91,8 @@ class RedisSettings:
         scheme = urlsplit(self.url).scheme.lower()
         if scheme not in ("redis", "rediss"):
             raise ConfigError(
-                f"COLLAB_REDIS_URL must start with redis:// or rediss://, got {self.safe_url!r}")
+                f"COLLAB_REDIS_URL must start with redis:// or rediss://, got {self.safe_url!r}"
+            )
         try:
             parse_url(self.url)
         except ValueError as exc:
@@ -250,12 +255,24 @@ class Settings:
     def __post_init__(self) -> None:
         if self.log_format not in ("text", "json"):
             raise ConfigError("COLLAB_LOG_FORMAT must be 'text' or 'json'")
-        for name in ("port", "workers", "max_frame_bytes", "max_room_name",
-                     "outbound_queue_frames", "outbound_queue_bytes", "compact_threshold",
-                     "auth_queue_frames", "auth_queue_bytes", "auth_queue_total_bytes",
-                     "max_documents_per_socket",
-                     "max_awareness_state_bytes", "max_awareness_clients", "connect_burst",
-                     "frame_burst", "store_buffer_bytes"):
+        for name in (
+            "port",
+            "workers",
+            "max_frame_bytes",
+            "max_room_name",
+            "outbound_queue_frames",
+            "outbound_queue_bytes",
+            "compact_threshold",
+            "auth_queue_frames",
+            "auth_queue_bytes",
+            "auth_queue_total_bytes",
+            "max_documents_per_socket",
+            "max_awareness_state_bytes",
+            "max_awareness_clients",
+            "connect_burst",
+            "frame_burst",
+            "store_buffer_bytes",
+        ):
             if getattr(self, name) <= 0 and name != "port":
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be positive")
         if not 0 <= self.port <= 65535:
@@ -265,20 +282,33 @@ class Settings:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must start with '/'")
         if self.fanout_window < 0:
             raise ConfigError("COLLAB_FANOUT_WINDOW must not be negative")
-        for name in ("max_document_bytes", "max_connections", "connect_rate", "frame_rate",
-                     "ping_answer_rate"):
+        for name in (
+            "max_document_bytes",
+            "max_connections",
+            "connect_rate",
+            "frame_rate",
+            "ping_answer_rate",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must not be negative")
-        for name in ("loop_lag_interval", "loop_lag_fail", "store_check_interval",
-                     "hook_timeout", "store_timeout", "auth_timeout"):
+        for name in (
+            "loop_lag_interval",
+            "loop_lag_fail",
+            "store_check_interval",
+            "hook_timeout",
+            "store_timeout",
+            "auth_timeout",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be positive")
         if self.flush_max_wait < self.flush_debounce:
             raise ConfigError("COLLAB_FLUSH_MAX_WAIT must be >= COLLAB_FLUSH_DEBOUNCE")
         scheme = self.store_url.split(":", 1)[0].lower() if ":" in self.store_url else ""
         if scheme not in STORE_SCHEMES:
-            raise ConfigError(f"COLLAB_STORE_URL scheme {scheme!r} is not one of memory://, "
-                              "sqlite:///, postgresql://")
+            raise ConfigError(
+                f"COLLAB_STORE_URL scheme {scheme!r} is not one of memory://, "
+                "sqlite:///, postgresql://"
+            )
         check_hooks_spec(self.hooks)
         from .transport.limits import ClientKey
 
@@ -291,8 +321,10 @@ class Settings:
             raise ConfigError("COLLAB_REQUIRE_ORIGIN=true needs COLLAB_ALLOWED_ORIGINS")
         TokenVerifier.from_settings(self)
         if any(len(key) < MIN_API_KEY_CHARS for key in self.api_key_list):
-            raise ConfigError(f"COLLAB_API_KEYS: each key must be at least {MIN_API_KEY_CHARS} "
-                              "characters (a bearer token guessed is the whole API)")
+            raise ConfigError(
+                f"COLLAB_API_KEYS: each key must be at least {MIN_API_KEY_CHARS} "
+                "characters (a bearer token guessed is the whole API)"
+            )
         if not 0 <= self.metrics_port <= 65535:
             raise ConfigError("COLLAB_METRICS_PORT must be between 0 and 65535")
         if self.metrics_port and self.metrics_port == self.port:
@@ -301,8 +333,13 @@ class Settings:
     @property
     def reserved_paths(self) -> frozenset[str]:
         """Paths (without the leading '/') that are not room names."""
-        paths = [self.health_path, self.ready_path, self.metrics_path, self.hocuspocus_path,
-                 self.api_path]
+        paths = [
+            self.health_path,
+            self.ready_path,
+            self.metrics_path,
+            self.hocuspocus_path,
+            self.api_path,
+        ]
         if self.demo:
             paths.append("/demo")
         return frozenset(p.strip("/") for p in paths)
@@ -326,7 +363,7 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         nested: dict[str, Any] = {}
         for attr, prefix in NESTED.items():
-            sub = {k[len(prefix):]: values.pop(k) for k in list(values) if k.startswith(prefix)}
+            sub = {k[len(prefix) :]: values.pop(k) for k in list(values) if k.startswith(prefix)}
             nested[attr] = _NESTED_TYPES[attr](**sub)
         return cls(**values, **nested)
 

@@ -159,10 +159,15 @@ class HookRunner:
     a hook that raises or hangs costs no task per update.
     """
 
-    def __init__(self, hooks: Hooks, *, verifier: TokenVerifier | None = None,
-                 timeout: float = 10.0,
-                 on_failure: Callable[[str, str], None] | None = None,
-                 on_dropped: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        hooks: Hooks,
+        *,
+        verifier: TokenVerifier | None = None,
+        timeout: float = 10.0,
+        on_failure: Callable[[str, str], None] | None = None,
+        on_dropped: Callable[[], None] | None = None,
+    ) -> None:
         self.hooks = hooks
         self.verifier = verifier
         self.timeout = timeout
@@ -197,12 +202,14 @@ class HookRunner:
             result: AuthResult = await self.call(hook, request)
         except HookFailed as exc:
             if exc.timed_out:
-                return AuthResult(False, code=CloseCode.UNAUTHORIZED,
-                                  reason="authentication timed out")
+                return AuthResult(
+                    False, code=CloseCode.UNAUTHORIZED, reason="authentication timed out"
+                )
             return AuthResult(False, code=CloseCode.INTERNAL, reason="authentication failed")
         if result.allowed and (readonly or context):
-            result = dataclasses.replace(result, readonly=result.readonly or readonly,
-                                         context={**context, **result.context})
+            result = dataclasses.replace(
+                result, readonly=result.readonly or readonly, context={**context, **result.context}
+            )
         return result
 
     async def call(self, hook: Callable[[Any], Awaitable[Any]], event: Any) -> Any:
@@ -214,8 +221,12 @@ class HookRunner:
             async with asyncio.timeout(self.timeout):
                 return await hook(event)
         except TimeoutError:
-            log.error("%s hook did not answer within %gs (COLLAB_HOOK_TIMEOUT)", name,
-                      self.timeout, extra=extra)
+            log.error(
+                "%s hook did not answer within %gs (COLLAB_HOOK_TIMEOUT)",
+                name,
+                self.timeout,
+                extra=extra,
+            )
             self._failed(name, "timeout")
             raise HookFailed(name, True) from None
         except Exception as exc:

@@ -36,8 +36,16 @@ SERVER_ORIGIN_ID = "server"
 class CollabServer:
     """Owns the connections of one process and drives its rooms' lifecycle."""
 
-    def __init__(self, settings: Settings, *, store: Store, writer: Writer, rooms: RoomRegistry,
-                 health: Health, store_report: StoreReport) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: Store,
+        writer: Writer,
+        rooms: RoomRegistry,
+        health: Health,
+        store_report: StoreReport,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.writer = writer
@@ -79,8 +87,11 @@ class CollabServer:
         await self.writer.close()
         self.unsaved_rooms = self.writer.unsaved()
         if self.unsaved_rooms:
-            log.error("edits of %d room(s) could not be stored and are lost: %s",
-                      len(self.unsaved_rooms), ", ".join(map(repr, self.unsaved_rooms)))
+            log.error(
+                "edits of %d room(s) could not be stored and are lost: %s",
+                len(self.unsaved_rooms),
+                ", ".join(map(repr, self.unsaved_rooms)),
+            )
         await self.store.close()
         self.started = False
 
@@ -94,8 +105,9 @@ class CollabServer:
     def check_open(self) -> None:
         """Raise the CloseError a new socket gets unless the server takes sockets."""
         if not self.started:
-            raise CloseError("collab server not started: is its lifespan wired?",
-                             CloseCode.INTERNAL)
+            raise CloseError(
+                "collab server not started: is its lifespan wired?", CloseCode.INTERNAL
+            )
         if self.draining:
             raise Overloaded("server is draining; reconnect to another instance")
 

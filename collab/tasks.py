@@ -28,8 +28,9 @@ class TaskSet:
     def __len__(self) -> int:
         return len(self._tasks)
 
-    def spawn(self, coro: Coroutine[Any, Any, Any], *,
-              name: str | None = None) -> asyncio.Task[Any]:
+    def spawn(
+        self, coro: Coroutine[Any, Any, Any], *, name: str | None = None
+    ) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._done)
@@ -38,8 +39,12 @@ class TaskSet:
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("%s: background task %s failed", self._name, task.get_name(),
-                      exc_info=task.exception())
+            log.error(
+                "%s: background task %s failed",
+                self._name,
+                task.get_name(),
+                exc_info=task.exception(),
+            )
 
     def cancel(self) -> None:
         for task in list(self._tasks):

@@ -16,6 +16,7 @@ bash scripts/install-test-deps.sh
 
 echo "== ruff"
 .venv/bin/ruff check collab tests bench
+.venv/bin/ruff format --check collab tests bench
 echo "== mypy"
 .venv/bin/mypy
 echo "== pytest"

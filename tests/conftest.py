@@ -3,6 +3,9 @@ from collections.abc import Iterator
 
 import pytest
 
+# Real Redis (TLS, AUTH, a cluster), PostgreSQL and test PKI for every test module.
+pytest_plugins = ["tests.support.fixtures"]
+
 
 @pytest.fixture
 def anyio_backend() -> str:

@@ -26,12 +26,17 @@ CASES = [
 
 
 @pytest.mark.parametrize(("env", "variable"), CASES)
-def test_a_misconfiguration_is_one_line_naming_the_variable(env: dict[str, str],
-                                                            variable: str) -> None:
+def test_a_misconfiguration_is_one_line_naming_the_variable(
+    env: dict[str, str], variable: str
+) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "collab", "serve", "--port", "0"],
         env={**os.environ, "COLLAB_STORE_URL": "memory://", **env},
-        capture_output=True, text=True, timeout=60, check=False)
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
@@ -43,7 +48,12 @@ def test_a_bad_flag_value_names_the_flag() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "collab", "serve", "--redis-backoff-cap", "lots"],
         env={**os.environ, "COLLAB_STORE_URL": "memory://"},
-        capture_output=True, text=True, timeout=60, check=False)
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
-        "collab: configuration error: --redis-backoff-cap='lots' is not a valid float")
+        "collab: configuration error: --redis-backoff-cap='lots' is not a valid float"
+    )

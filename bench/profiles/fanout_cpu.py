@@ -29,10 +29,20 @@ REPO = BENCH.parent
 sys.path.insert(0, str(REPO))
 PY = REPO / ".venv" / "bin" / "python"
 PORT = 18901
-SCENARIO_A = {"rooms": 1, "clientsPerRoom": 50, "writersPerRoom": 5, "rate": 20, "edits": 120,
-              "awareness": True, "kind": "fanout", "proto": "yws",
-              "urls": [f"ws://127.0.0.1:{PORT}/"], "serverPids": [], "roomPrefix": "prof",
-              "trace": {}}
+SCENARIO_A = {
+    "rooms": 1,
+    "clientsPerRoom": 50,
+    "writersPerRoom": 5,
+    "rate": 20,
+    "edits": 120,
+    "awareness": True,
+    "kind": "fanout",
+    "proto": "yws",
+    "urls": [f"ws://127.0.0.1:{PORT}/"],
+    "serverPids": [],
+    "roomPrefix": "prof",
+    "trace": {},
+}
 
 
 def aggregate(raw: Path, rows: int = 20) -> None:
@@ -70,7 +80,8 @@ def python_cost_per_delivery() -> float:
 
     class NullTransport:
         def write(self, data: bytes) -> None: ...
-        def is_closing(self) -> bool: return False
+        def is_closing(self) -> bool:
+            return False
 
     class Proto:  # what DirectWriter reads of uvicorn's protocol
         def __init__(self) -> None:
@@ -88,9 +99,14 @@ def python_cost_per_delivery() -> float:
     async def run() -> float:
         room = Room("r")
         for i in range(50):
-            conn = Connection(f"c{i}", None, max_frames=1024, max_bytes=1 << 24,  # type: ignore[arg-type]
-                              direct=DirectWriter(Proto()),  # type: ignore[arg-type]
-                              on_sent=tally)  # stands in for the metrics tally
+            conn = Connection(
+                f"c{i}",
+                None,
+                max_frames=1024,
+                max_bytes=1 << 24,  # type: ignore[arg-type]
+                direct=DirectWriter(Proto()),  # type: ignore[arg-type]
+                on_sent=tally,
+            )  # stands in for the metrics tally
             peer = YPeer(conn, False)
             room.peers[peer.id] = peer
         rounds = 2000
@@ -105,29 +121,54 @@ def python_cost_per_delivery() -> float:
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         env = {"COLLAB_STORE_URL": f"sqlite:///{tmp}/b.sqlite3", "PATH": "/usr/bin:/bin"}
-        server = subprocess.Popen(["taskset", "-c", "0", str(PY), "-m", "collab", "serve",
-                                   "--port", str(PORT)], cwd=REPO, env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = subprocess.Popen(
+            ["taskset", "-c", "0", str(PY), "-m", "collab", "serve", "--port", str(PORT)],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             time.sleep(2)  # start-up; the profile begins after it
             raw = Path(tmp) / "profile.txt"
-            spy = subprocess.Popen([str(PY.parent / "py-spy"), "record", "--pid",
-                                    str(server.pid), "--gil", "-r", "1000", "-d", "15", "-f",
-                                    "raw", "-o", str(raw)], stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
-            out = subprocess.run(["taskset", "-c", "1", "node", "loadgen.mjs", "run",
-                                  json.dumps(SCENARIO_A)], cwd=BENCH, capture_output=True,
-                                 text=True, timeout=120, check=True).stdout
+            spy = subprocess.Popen(
+                [
+                    str(PY.parent / "py-spy"),
+                    "record",
+                    "--pid",
+                    str(server.pid),
+                    "--gil",
+                    "-r",
+                    "1000",
+                    "-d",
+                    "15",
+                    "-f",
+                    "raw",
+                    "-o",
+                    str(raw),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            out = subprocess.run(
+                ["taskset", "-c", "1", "node", "loadgen.mjs", "run", json.dumps(SCENARIO_A)],
+                cwd=BENCH,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=True,
+            ).stdout
             result = json.loads([ln for ln in out.splitlines() if ln.startswith("{")][-1])
-            print(f"scenario A under py-spy: latency {result['latency_ms']}, "
-                  f"{result['deliveries']} deliveries")
+            print(
+                f"scenario A under py-spy: latency {result['latency_ms']}, "
+                f"{result['deliveries']} deliveries"
+            )
             spy.wait(timeout=60)
             aggregate(raw)
         finally:
             server.terminate()
             server.wait(timeout=20)
-    print(f"pure-Python cost of one delivery (write excluded): "
-          f"{python_cost_per_delivery():.2f} µs")
+    print(f"pure-Python cost of one delivery (write excluded): {python_cost_per_delivery():.2f} µs")
 
 
 if __name__ == "__main__":

@@ -71,7 +71,8 @@ async def serve_and_measure(kind: str, count: int, trace: bool) -> None:
         while not server.started:
             await asyncio.sleep(0.02)  # uvicorn has no start event
     client = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "--client", str(count), stdout=subprocess.PIPE)
+        sys.executable, __file__, "--client", str(count), stdout=subprocess.PIPE
+    )
     assert client.stdout is not None
     async with asyncio.timeout(120):
         await client.stdout.readline()  # the warm-up sockets are open
@@ -98,8 +99,10 @@ def top(stats: list[tracemalloc.StatisticDiff], count: int) -> None:
         frame = ours[-1] if ours else frames[-1]
         name = frame.filename.split("site-packages/")[-1].replace(str(REPO) + "/", "")
         groups[f"{name}:{frame.lineno}"] += stat.size_diff
-    print(f"  traced growth per socket: {sum(groups.values()) / count:.0f} B "
-          "(tracemalloc's own overhead included)")
+    print(
+        f"  traced growth per socket: {sum(groups.values()) / count:.0f} B "
+        "(tracemalloc's own overhead included)"
+    )
     for where, size in groups.most_common(20):
         print(f"  {size / count:7.0f} B  {where}")
 
@@ -109,8 +112,9 @@ async def client(count: int) -> None:
 
     sockets = []
     for i in range(WARM + count):
-        ws = await websockets.connect(f"ws://127.0.0.1:{PORT}/idle", ping_interval=None,
-                                      compression=None)
+        ws = await websockets.connect(
+            f"ws://127.0.0.1:{PORT}/idle", ping_interval=None, compression=None
+        )
         await ws.recv()
         sockets.append(ws)
         if i + 1 == WARM:

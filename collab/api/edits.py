@@ -38,8 +38,11 @@ def check_edit(body: dict[str, Any]) -> tuple[str, str, str, int | None, dict[st
         raise ApiError(400, "bad_request", f"'mode' must be one of {', '.join(MODES)}")
     if mode == "insert":
         if not isinstance(index, int) or isinstance(index, bool) or index < 0:
-            raise ApiError(400, "bad_request", "'index' (a character offset >= 0) is required "
-                           "with mode 'insert'")
+            raise ApiError(
+                400,
+                "bad_request",
+                "'index' (a character offset >= 0) is required with mode 'insert'",
+            )
     elif index is not None:
         raise ApiError(400, "bad_request", "'index' goes with mode 'insert' only")
     if attributes is not None and not isinstance(attributes, dict):
@@ -47,8 +50,15 @@ def check_edit(body: dict[str, Any]) -> tuple[str, str, str, int | None, dict[st
     return field, mode, text, index, attributes
 
 
-def edit_text(current: bytes, client_id: int, field: str, mode: str, text: str,
-              index: int | None, attributes: dict[str, Any] | None) -> tuple[bytes, str]:
+def edit_text(
+    current: bytes,
+    client_id: int,
+    field: str,
+    mode: str,
+    text: str,
+    index: int | None,
+    attributes: dict[str, Any] | None,
+) -> tuple[bytes, str]:
     """The update making the edit on the document ``current``, and the new text."""
     doc: Doc[Any] = Doc(client_id=client_id)
     doc.apply_update(current)
@@ -58,15 +68,18 @@ def edit_text(current: bytes, client_id: int, field: str, mode: str, text: str,
     with doc.transaction():
         if mode == "replace":
             if old:
-                del ytext[0:len(ytext)]
+                del ytext[0 : len(ytext)]
             position = 0
         elif mode == "append":
             position = len(ytext)
         else:
             assert index is not None
             if index > len(old):
-                raise ApiError(400, "bad_request", f"'index' {index} is past the end of "
-                               f"{field!r} ({len(old)} characters)")
+                raise ApiError(
+                    400,
+                    "bad_request",
+                    f"'index' {index} is past the end of {field!r} ({len(old)} characters)",
+                )
             # The caller counts characters; pycrdt's offsets are UTF-8 bytes.
             position = len(old[:index].encode("utf-8"))
         if text:

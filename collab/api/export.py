@@ -37,16 +37,20 @@ _SAFE_INT = 2**53
 def parse_types(spec: str | None) -> dict[str, str]:
     """``"a:text,b:map"`` -> ``{"a": "text", "b": "map"}``; ApiError 400 if malformed."""
     if not spec:
-        raise ApiError(400, "bad_request", f"types is required, e.g. types=text:text; "
-                       f"kinds: {', '.join(KINDS)}")
+        raise ApiError(
+            400,
+            "bad_request",
+            f"types is required, e.g. types=text:text; kinds: {', '.join(KINDS)}",
+        )
     fields: dict[str, str] = {}
     for item in spec.split(","):
         name, sep, kind = item.strip().rpartition(":")
         if not sep or not name:
             raise ApiError(400, "bad_request", f"types item {item!r} is not field:kind")
         if kind not in KINDS:
-            raise ApiError(400, "bad_request",
-                           f"unknown kind {kind!r} for {name!r}; kinds: {', '.join(KINDS)}")
+            raise ApiError(
+                400, "bad_request", f"unknown kind {kind!r} for {name!r}; kinds: {', '.join(KINDS)}"
+            )
         fields[name] = kind
     if len(fields) > MAX_FIELDS:
         raise ApiError(400, "bad_request", f"at most {MAX_FIELDS} fields")

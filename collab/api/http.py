@@ -28,8 +28,9 @@ MAX_REASON_BYTES = 120  # a close frame's reason must fit in 123 bytes
 
 def error_response(exc: ApiError) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-    return JSONResponse({"error": exc.error, "message": exc.message}, status_code=exc.status,
-                        headers=headers)
+    return JSONResponse(
+        {"error": exc.error, "message": exc.message}, status_code=exc.status, headers=headers
+    )
 
 
 def room_and_action(request: Request, max_len: int, reserved: Set[str]) -> tuple[str, str]:

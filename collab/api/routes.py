@@ -53,8 +53,17 @@ def _b64(data: bytes) -> str:
 class Api:
     """The API's handlers, given the registry, store, writer and control."""
 
-    def __init__(self, settings: Settings, *, rooms: RoomRegistry, store: Store, writer: Writer,
-                 control: Control, auth: ApiAuth, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        rooms: RoomRegistry,
+        store: Store,
+        writer: Writer,
+        control: Control,
+        auth: ApiAuth,
+        metrics: Metrics,
+    ) -> None:
         self.settings = settings
         self.rooms = rooms
         self.store = store
@@ -71,25 +80,38 @@ class Api:
         def route(path: str, endpoint: Handler) -> Route:
             return Route(path, endpoint, methods=ALL_METHODS)
 
-        return [Mount(self.settings.api_path, routes=[
-            route("/openapi.json", self._endpoint("/openapi.json", self.openapi, public=True)),
-            route("/rooms", self._endpoint("/rooms", self.list_rooms)),
-            route("/rooms/{rest:path}", self._rooms_endpoint),
-            route("/connections/{conn_id}/message",
-                  self._endpoint("/connections/{id}/message", self.message_connection)),
-            route("/connections/{conn_id}",
-                  self._endpoint("/connections/{id}", self.close_connection)),
-        ])]
+        return [
+            Mount(
+                self.settings.api_path,
+                routes=[
+                    route(
+                        "/openapi.json", self._endpoint("/openapi.json", self.openapi, public=True)
+                    ),
+                    route("/rooms", self._endpoint("/rooms", self.list_rooms)),
+                    route("/rooms/{rest:path}", self._rooms_endpoint),
+                    route(
+                        "/connections/{conn_id}/message",
+                        self._endpoint("/connections/{id}/message", self.message_connection),
+                    ),
+                    route(
+                        "/connections/{conn_id}",
+                        self._endpoint("/connections/{id}", self.close_connection),
+                    ),
+                ],
+            )
+        ]
 
     # -- plumbing: auth, JSON errors, metrics ----------------------------------------
 
     def _endpoint(self, template: str, handler: Handler, *, public: bool = False) -> Handler:
         async def endpoint(request: Request) -> Response:
             return await self._run(request, template, handler, public)
+
         return endpoint
 
-    async def _run(self, request: Request, template: str, handler: Handler,
-                   public: bool = False) -> Response:
+    async def _run(
+        self, request: Request, template: str, handler: Handler, public: bool = False
+    ) -> Response:
         try:
             if not public:
                 self.auth.check(request.headers.get("authorization"))
@@ -99,24 +121,31 @@ class Api:
         except StoreError as exc:
             log.error("API %s %s: %s", request.method, template, exc)
             response = http.error_response(
-                ApiError(503, "store_unavailable", "document store unavailable"))
-        self.metrics.api_requests.labels(request.method, template,
-                                         str(response.status_code)).inc()
+                ApiError(503, "store_unavailable", "document store unavailable")
+            )
+        self.metrics.api_requests.labels(request.method, template, str(response.status_code)).inc()
         return response
 
     async def _rooms_endpoint(self, request: Request) -> Response:
         template = "/rooms/{room}"
         try:
             self.auth.check(request.headers.get("authorization"))
-            name, action = http.room_and_action(request, self.settings.max_room_name,
-                                                self.settings.reserved_paths)
+            name, action = http.room_and_action(
+                request, self.settings.max_room_name, self.settings.reserved_paths
+            )
         except ApiError as exc:
             return await self._run(request, template, _raise(exc), public=True)
         template += f"/{action}" if action else ""
         handler = self._room_handlers.get((request.method, action))
         if handler is None:
-            return await self._run(request, template, _raise(ApiError(
-                405, "method_not_allowed", f"{request.method} is not allowed here")), public=True)
+            return await self._run(
+                request,
+                template,
+                _raise(
+                    ApiError(405, "method_not_allowed", f"{request.method} is not allowed here")
+                ),
+                public=True,
+            )
         return await self._run(request, template, lambda r: handler(self, r, name), public=True)
 
     async def openapi(self, request: Request) -> Response:
@@ -131,14 +160,20 @@ class Api:
         for name in sorted(self.rooms):
             room = self.rooms.get(name)
             if room is not None:
-                rooms.append({"name": name, "loaded": True, "peers": len(room.peers),
-                              "connections": sorted({p.connection_id
-                                                     for p in room.peers.values()}),
-                              "size": len(room.diff())})
+                rooms.append(
+                    {
+                        "name": name,
+                        "loaded": True,
+                        "peers": len(room.peers),
+                        "connections": sorted({p.connection_id for p in room.peers.values()}),
+                        "size": len(room.diff()),
+                    }
+                )
         if request.query_params.get("all", "").lower() in ("1", "true", "yes"):
             loaded = {r["name"] for r in rooms}
-            rooms += [{"name": n, "loaded": False} for n in await self.store.rooms()
-                      if n not in loaded]
+            rooms += [
+                {"name": n, "loaded": False} for n in await self.store.rooms() if n not in loaded
+            ]
         return JSONResponse({"instance": self.settings.instance_id, "rooms": rooms})
 
     async def read(self, request: Request, name: str) -> Response:
@@ -148,8 +183,9 @@ class Api:
             try:
                 data = room.diff(sv)
             except InvalidPayload:
-                raise ApiError(400, "bad_request", "state_vector is not a Yjs state vector") \
-                    from None
+                raise ApiError(
+                    400, "bad_request", "state_vector is not a Yjs state vector"
+                ) from None
         return Response(data, media_type="application/octet-stream")
 
     async def read_json(self, request: Request, name: str) -> Response:
@@ -160,8 +196,12 @@ class Api:
         try:
             return JSONResponse(export(data, fields))
         except RecursionError:
-            raise ApiError(422, "too_deep", "the document is nested too deeply to export as "
-                                            "JSON; read it as a Yjs update instead") from None
+            raise ApiError(
+                422,
+                "too_deep",
+                "the document is nested too deeply to export as "
+                "JSON; read it as a Yjs update instead",
+            ) from None
 
     async def write(self, request: Request, name: str) -> Response:
         update = await http.read_body(request, self.limit)
@@ -176,15 +216,21 @@ class Api:
             return JSONResponse({"room": name, "state_vector": _b64(room.state_vector())})
 
     async def write_text(self, request: Request, name: str) -> Response:
-        field, mode, text, index, attributes = check_edit(await http.read_json(request,
-                                                                               self.limit))
+        field, mode, text, index, attributes = check_edit(await http.read_json(request, self.limit))
         async with self.rooms.hold(name) as room:
-            update, now = edit_text(room.diff(), self.client_id, field, mode, text, index,
-                                    attributes)
+            update, now = edit_text(
+                room.diff(), self.client_id, field, mode, text, index, attributes
+            )
             room.apply(update, SERVER_ORIGIN)
             await self.writer.flush(name)
-            return JSONResponse({"room": name, "field": field, "text": now,
-                                 "state_vector": _b64(room.state_vector())})
+            return JSONResponse(
+                {
+                    "room": name,
+                    "field": field,
+                    "text": now,
+                    "state_vector": _b64(room.state_vector()),
+                }
+            )
 
     async def message_room(self, request: Request, name: str) -> Response:
         payload = http.string_field(await http.read_json(request, self.limit), "payload")
@@ -199,22 +245,30 @@ class Api:
             room.broadcast_stateless(payload, SERVER_ORIGIN)  # here, and the backplane
         else:
             self.control.publish_stateless(name, payload)
-        return JSONResponse({"room": name, "instance": self.settings.instance_id,
-                             "delivered_here": delivered, "skipped_here": skipped,
-                             "relayed": self.control.backplane is not None})
+        return JSONResponse(
+            {
+                "room": name,
+                "instance": self.settings.instance_id,
+                "delivered_here": delivered,
+                "skipped_here": skipped,
+                "relayed": self.control.backplane is not None,
+            }
+        )
 
     async def close_room_connections(self, request: Request, name: str) -> Response:
         code, reason = http.close_params(request, CloseCode.RESET, "reset by the server")
         closed = await self.control.close_room(name, code, reason)
-        return JSONResponse({"room": name, "closed_here": closed,
-                             "relayed": self.control.backplane is not None})
+        return JSONResponse(
+            {"room": name, "closed_here": closed, "relayed": self.control.backplane is not None}
+        )
 
     async def delete_room(self, request: Request, name: str) -> Response:
         code, reason = http.close_params(request, CloseCode.DELETED, "document deleted")
         closed = await self.control.close_room(name, code, reason, delete=True)
         deleted = await self.store.delete(name)
-        log.info("room deleted through the API (%d sockets closed here)", closed,
-                 extra={"room": name})
+        log.info(
+            "room deleted through the API (%d sockets closed here)", closed, extra={"room": name}
+        )
         return JSONResponse({"room": name, "closed_here": closed, "deleted": deleted})
 
     _room_handlers: dict[tuple[str, str], Callable[[Api, Request, str], Awaitable[Response]]] = {
@@ -239,10 +293,14 @@ class Api:
         if reached is None:
             raise ApiError(404, "unknown_connection", "no instance holds this connection")
         if reached.status is rp.AckStatus.NO_STATELESS:
-            raise ApiError(409, "no_stateless", "the connection speaks y-websocket, which has "
-                           "no stateless messages")
-        return JSONResponse({"connection": conn_id, "instance": reached.instance,
-                             "delivered": reached.count})
+            raise ApiError(
+                409,
+                "no_stateless",
+                "the connection speaks y-websocket, which has no stateless messages",
+            )
+        return JSONResponse(
+            {"connection": conn_id, "instance": reached.instance, "delivered": reached.count}
+        )
 
     async def close_connection(self, request: Request) -> Response:
         _method(request, "DELETE")
@@ -251,13 +309,13 @@ class Api:
         reached = await self.control.close(conn_id, code, reason)
         if reached is None:
             raise ApiError(404, "unknown_connection", "no instance holds this connection")
-        return JSONResponse({"connection": conn_id, "instance": reached.instance,
-                             "code": code})
+        return JSONResponse({"connection": conn_id, "instance": reached.instance, "code": code})
 
 
 def _raise(exc: ApiError) -> Handler:
     async def handler(request: Request) -> Response:
         raise exc
+
     return handler
 
 
@@ -275,7 +333,10 @@ def _exists(room: Room) -> None:
 
 def _conn_id(request: Request) -> str:
     conn_id: str = request.path_params["conn_id"]
-    if not conn_id or len(conn_id) > MAX_CONN_ID or not all(
-            c.isascii() and (c.isalnum() or c in "-_.") for c in conn_id):
+    if (
+        not conn_id
+        or len(conn_id) > MAX_CONN_ID
+        or not all(c.isascii() and (c.isalnum() or c in "-_.") for c in conn_id)
+    ):
         raise ApiError(400, "bad_request", "not a connection id")
     return conn_id

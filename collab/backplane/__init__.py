@@ -8,5 +8,11 @@ from .base import Backplane, Handler, ResubscribedCallback
 from .memory import MemoryBackplane, MemoryHub
 from .replicator import Replicator
 
-__all__ = ["Backplane", "Handler", "MemoryBackplane", "MemoryHub", "Replicator",
-           "ResubscribedCallback"]
+__all__ = [
+    "Backplane",
+    "Handler",
+    "MemoryBackplane",
+    "MemoryHub",
+    "Replicator",
+    "ResubscribedCallback",
+]

@@ -57,11 +57,19 @@ class Control:
     not loaded here.
     """
 
-    def __init__(self, backplane: Backplane | None, *, channel: str, instance_id: str,
-                 rooms: RoomRegistry, connections: Mapping[str, Closable],
-                 forget: Callable[[str], Coroutine[Any, Any, None]],
-                 room_channel: Callable[[str], str], ack_timeout: float = 2.0,
-                 on_invalid: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        backplane: Backplane | None,
+        *,
+        channel: str,
+        instance_id: str,
+        rooms: RoomRegistry,
+        connections: Mapping[str, Closable],
+        forget: Callable[[str], Coroutine[Any, Any, None]],
+        room_channel: Callable[[str], str],
+        ack_timeout: float = 2.0,
+        on_invalid: Callable[[], None] | None = None,
+    ) -> None:
         self.backplane = backplane
         self.channel = channel
         self.instance_id = instance_id
@@ -92,19 +100,20 @@ class Control:
         local = self._send_here(conn_id, payload, room)
         if local is not None:
             return Reached(self.instance_id, *local)
-        return await self._ask(lambda rid: rp.ConnSend(self.instance_id, rid, room, payload,
-                                                       conn_id))
+        return await self._ask(
+            lambda rid: rp.ConnSend(self.instance_id, rid, room, payload, conn_id)
+        )
 
     async def close(self, conn_id: str, code: int, reason: str) -> Reached | None:
         conn = self._connections.get(conn_id)
         if conn is not None:
             conn.close(code, reason)
             return Reached(self.instance_id, rp.AckStatus.DONE, 1)
-        return await self._ask(lambda rid: rp.ConnClose(self.instance_id, rid, code, reason,
-                                                        conn_id))
+        return await self._ask(
+            lambda rid: rp.ConnClose(self.instance_id, rid, code, reason, conn_id)
+        )
 
-    async def close_room(self, room: str, code: int, reason: str, *,
-                         delete: bool = False) -> int:
+    async def close_room(self, room: str, code: int, reason: str, *, delete: bool = False) -> int:
         """Close the room's sockets here and on every instance; the count is
         this instance's. With ``delete`` every instance forgets the room."""
         self._publish(rp.RoomClose(self.instance_id, room, code, reason, delete))
@@ -117,8 +126,10 @@ class Control:
         """A stateless message for a room not loaded here: its channel reaches
         the instances that have it loaded (those with sockets in it)."""
         if self.backplane is not None:
-            self.backplane.publish(self._room_channel(room),
-                                   rp.encode(rp.Stateless(self.instance_id, payload, "server")))
+            self.backplane.publish(
+                self._room_channel(room),
+                rp.encode(rp.Stateless(self.instance_id, payload, "server")),
+            )
 
     async def _ask(self, make: Callable[[str], rp.Message]) -> Reached | None:
         if self.backplane is None:
@@ -140,8 +151,9 @@ class Control:
 
     # -- carried out here ---------------------------------------------------------
 
-    def _send_here(self, conn_id: str, payload: str,
-                   only_room: str) -> tuple[rp.AckStatus, int] | None:
+    def _send_here(
+        self, conn_id: str, payload: str, only_room: str
+    ) -> tuple[rp.AckStatus, int] | None:
         if conn_id not in self._connections:
             return None
         sent = unsupported = 0
@@ -196,8 +208,13 @@ class Control:
         elif isinstance(msg, rp.ConnClose):
             conn = self._connections.get(msg.connection)
             if conn is not None:
-                log.info("closing on request of instance %s: %d %s", msg.sender, msg.code,
-                         msg.reason, extra={"conn_id": msg.connection})
+                log.info(
+                    "closing on request of instance %s: %d %s",
+                    msg.sender,
+                    msg.code,
+                    msg.reason,
+                    extra={"conn_id": msg.connection},
+                )
                 conn.close(msg.code, msg.reason)
                 self._ack(msg.sender, msg.request, msg.connection, rp.AckStatus.DONE, 1)
         elif isinstance(msg, rp.RoomClose):
@@ -207,8 +224,9 @@ class Control:
         else:
             self._invalid(f"{type(msg).__name__} on the control channel")
 
-    def _ack(self, target: str, request: str, conn_id: str, status: rp.AckStatus,
-             count: int) -> None:
+    def _ack(
+        self, target: str, request: str, conn_id: str, status: rp.AckStatus, count: int
+    ) -> None:
         self._publish(rp.Ack(self.instance_id, target, request, status, count, conn_id))
 
     def _invalid(self, reason: str) -> None:

@@ -63,8 +63,12 @@ class _Cycle:
 
     async def close(self) -> None:
         """Close every connection of the cycle (idempotent; dead ones too)."""
-        steps = (self._close_pubsub_connection, self.pubsub.aclose, self.client.aclose,
-                 self.pool.disconnect)
+        steps = (
+            self._close_pubsub_connection,
+            self.pubsub.aclose,
+            self.client.aclose,
+            self.pool.disconnect,
+        )
         for step in steps:
             try:
                 await step()
@@ -84,8 +88,13 @@ class _Cycle:
 class RedisBackplane(QueuedRedisBackplane):
     name = "redis"
 
-    def __init__(self, options: RedisOptions, *, health: Health | None = None,
-                 events: Callable[[str, int], None] | None = None) -> None:
+    def __init__(
+        self,
+        options: RedisOptions,
+        *,
+        health: Health | None = None,
+        events: Callable[[str, int], None] | None = None,
+    ) -> None:
         super().__init__(options, log, health=health, events=events)
         self.control_channel = f"{options.namespace}:backplane"
         self._cycle: _Cycle | None = None
@@ -169,18 +178,30 @@ class RedisBackplane(QueuedRedisBackplane):
                 self._cycle = cycle
                 self._connected = True
             self.connects += 1
-            self.health.set_ok(SUBSCRIBER, url=self.options.safe_url, attempt=0, retry_in=None,
-                               channels=len(self._handlers))
+            self.health.set_ok(
+                SUBSCRIBER,
+                url=self.options.safe_url,
+                attempt=0,
+                retry_in=None,
+                channels=len(self._handlers),
+            )
             dropped, self._dropped = self._dropped, 0
-            log.info("redis backplane: connected to %s; %d channels subscribed%s",
-                     self.options.describe(), len(self._handlers),
-                     f" (after {attempt} failed attempts; {dropped} messages dropped while "
-                     "down, resyncing)" if attempt else "")
+            log.info(
+                "redis backplane: connected to %s; %d channels subscribed%s",
+                self.options.describe(),
+                len(self._handlers),
+                f" (after {attempt} failed attempts; {dropped} messages dropped while "
+                "down, resyncing)"
+                if attempt
+                else "",
+            )
             self._first_outcome.set()
             self._spawn_resync()
-            tasks = [asyncio.ensure_future(cycle.failed),
-                     asyncio.create_task(self._listen(cycle)),
-                     asyncio.create_task(self._publish_loop(cycle))]
+            tasks = [
+                asyncio.ensure_future(cycle.failed),
+                asyncio.create_task(self._listen(cycle)),
+                asyncio.create_task(self._publish_loop(cycle)),
+            ]
             try:
                 done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
@@ -201,8 +222,10 @@ class RedisBackplane(QueuedRedisBackplane):
         while pending:
             remaining = deadline - loop.time()
             if remaining <= 0:
-                raise BackplaneError(f"Redis did not confirm {len(pending)} subscriptions "
-                                     f"within {self.options.socket_timeout:g} s")
+                raise BackplaneError(
+                    f"Redis did not confirm {len(pending)} subscriptions "
+                    f"within {self.options.socket_timeout:g} s"
+                )
             msg = await cycle.pubsub.get_message(timeout=remaining)
             if msg is None:
                 continue
@@ -228,7 +251,8 @@ class RedisBackplane(QueuedRedisBackplane):
             if now - last_rx > ping_every + timeout:
                 raise BackplaneError(
                     f"no answer from Redis for {now - last_rx:.1f} s (PING unanswered): "
-                    "the server is hung or the network path is dead")
+                    "the server is hung or the network path is dead"
+                )
             if now - last_ping >= ping_every:
                 last_ping = now
                 await cycle.pubsub.ping()
@@ -267,9 +291,13 @@ def _channel(msg: dict[str, Any]) -> str:
     return _channel_name(msg["channel"])
 
 
-def redis_backplane_for(settings: RedisSettings, health: Health,
-                        metrics: Metrics) -> RedisBackplane:
+def redis_backplane_for(
+    settings: RedisSettings, health: Health, metrics: Metrics
+) -> RedisBackplane:
     """The backplane ``create_app`` builds when ``COLLAB_REDIS_URL`` is set."""
     counter = metrics.backplane_events
-    return RedisBackplane(RedisOptions.from_settings(settings), health=health,
-                          events=lambda event, n: counter.labels(event).inc(n))
+    return RedisBackplane(
+        RedisOptions.from_settings(settings),
+        health=health,
+        events=lambda event, n: counter.labels(event).inc(n),
+    )

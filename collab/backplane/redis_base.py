@@ -45,9 +45,14 @@ class QueuedRedisBackplane:
 
     name = "redis"
 
-    def __init__(self, options: RedisOptions, log: logging.Logger, *,
-                 health: Health | None = None,
-                 events: Callable[[str, int], None] | None = None) -> None:
+    def __init__(
+        self,
+        options: RedisOptions,
+        log: logging.Logger,
+        *,
+        health: Health | None = None,
+        events: Callable[[str, int], None] | None = None,
+    ) -> None:
         self.options = options
         self.health = health if health is not None else Health()
         self._log = log
@@ -89,14 +94,19 @@ class QueuedRedisBackplane:
             self.health.set_pending(name, "connecting", url=self.options.safe_url)
         self._log.info("%s backplane: connecting to %s", self.name, self.describe())
         self._supervisor = asyncio.get_running_loop().create_task(
-            self._supervise(), name=f"{self.name}-backplane")
+            self._supervise(), name=f"{self.name}-backplane"
+        )
         wait = 2 * self.options.socket_timeout + 1
         try:
             await asyncio.wait_for(self._first_outcome.wait(), wait)
         except TimeoutError:
-            self._log.error("%s backplane: no answer from %s within %.0f s at start-up; "
-                            "serving local rooms only until it answers",
-                            self.name, self.options.safe_url, wait)
+            self._log.error(
+                "%s backplane: no answer from %s within %.0f s at start-up; "
+                "serving local rooms only until it answers",
+                self.name,
+                self.options.safe_url,
+                wait,
+            )
 
     async def _drain_and_cancel(self) -> None:
         """The first half of ``stop()``: let the last local edits out
@@ -107,8 +117,11 @@ class QueuedRedisBackplane:
             try:
                 await asyncio.wait_for(self._drained.wait(), self.options.socket_timeout)
             except TimeoutError:
-                self._log.warning("%s backplane: %d messages not published at shutdown",
-                                  self.name, len(self._queue))
+                self._log.warning(
+                    "%s backplane: %d messages not published at shutdown",
+                    self.name,
+                    len(self._queue),
+                )
         if self._supervisor is not None:
             self._supervisor.cancel()
             try:
@@ -124,16 +137,23 @@ class QueuedRedisBackplane:
         if not self._connected:
             # Anti-entropy after the reconnect carries it; count it, log once per outage.
             if self._dropped == 0:
-                self._log.warning("%s backplane down (%s): publishing suspended, local editing "
-                                  "continues; anti-entropy will resend on reconnect",
-                                  self.name, self.last_error)
+                self._log.warning(
+                    "%s backplane down (%s): publishing suspended, local editing "
+                    "continues; anti-entropy will resend on reconnect",
+                    self.name,
+                    self.last_error,
+                )
             self._dropped += 1
             self._count("dropped")
             return
         if len(self._queue) >= MAX_QUEUE:
             if not self._overflowed:
-                self._log.error("%s backplane: outbound queue full (%d); dropping, a resync "
-                                "follows once it drains", self.name, MAX_QUEUE)
+                self._log.error(
+                    "%s backplane: outbound queue full (%d); dropping, a resync "
+                    "follows once it drains",
+                    self.name,
+                    MAX_QUEUE,
+                )
             self._overflowed = True
             self._count("dropped")
             return
@@ -156,8 +176,9 @@ class QueuedRedisBackplane:
             self._wake.clear()
         return [queue.popleft() for _ in range(min(MAX_BATCH, len(queue)))]
 
-    async def _stage_large(self, client: Any,
-                           batch: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    async def _stage_large(
+        self, client: Any, batch: list[tuple[str, bytes]]
+    ) -> list[tuple[str, bytes]]:
         """The batch to publish: a payload too large for pub/sub is SET under
         a key first (its own round trip, so a refusal names no payload bytes)
         and replaced by a pointer (see redis_blobs). It is skipped when
@@ -176,10 +197,16 @@ class QueuedRedisBackplane:
                 await client.set(key, payload, px=blobs.BLOB_TTL_MS)
             except ResponseError as exc:  # NOPERM, OOM: the link itself is fine
                 self._count("dropped")
-                self._log.error("%s backplane: a %d-byte message on %r was not sent: Redis "
-                                "refused its key (%s); the Redis user needs +set +get on "
-                                "~%s:* (README, Running several instances)", self.name,
-                                len(payload), channel, exc, self.options.namespace)
+                self._log.error(
+                    "%s backplane: a %d-byte message on %r was not sent: Redis "
+                    "refused its key (%s); the Redis user needs +set +get on "
+                    "~%s:* (README, Running several instances)",
+                    self.name,
+                    len(payload),
+                    channel,
+                    exc,
+                    self.options.namespace,
+                )
                 continue
             out.append((channel, blobs.pointer(key)))
         return out
@@ -197,13 +224,20 @@ class QueuedRedisBackplane:
         try:
             data = await self._get(key)
         except (RedisError, OSError, TimeoutError, BackplaneError) as exc:
-            self._log.error("%s backplane: cannot read a large message on %r (%s); resyncing",
-                            self.name, channel, explain(exc, self.options))
+            self._log.error(
+                "%s backplane: cannot read a large message on %r (%s); resyncing",
+                self.name,
+                channel,
+                explain(exc, self.options),
+            )
             self._spawn_resync()
             return
         if data is None:
-            self._log.error("%s backplane: a large message on %r expired before it was read; "
-                            "resyncing", self.name, channel)
+            self._log.error(
+                "%s backplane: a large message on %r expired before it was read; resyncing",
+                self.name,
+                channel,
+            )
             self._spawn_resync()
             return
         self._hand_over(channel, data)
@@ -239,11 +273,18 @@ class QueuedRedisBackplane:
             await callback()
         except Exception:
             self._count("error")
-            self._log.exception("%s backplane: resubscribed callback %r failed",
-                                self.name, callback)
+            self._log.exception(
+                "%s backplane: resubscribed callback %r failed", self.name, callback
+            )
 
-    def _failed(self, cause: str, attempt: int, *, was_connected: bool,
-                components: tuple[str, ...] = (LINK, SUBSCRIBER)) -> float:
+    def _failed(
+        self,
+        cause: str,
+        attempt: int,
+        *,
+        was_connected: bool,
+        components: tuple[str, ...] = (LINK, SUBSCRIBER),
+    ) -> float:
         """Report a failure everywhere it must show; return the backoff delay
         before attempt ``attempt + 1``."""
         self.last_error = cause
@@ -253,11 +294,21 @@ class QueuedRedisBackplane:
         self._dropped += lost
         delay = backoff_delay(attempt, self.options.backoff_base, self.options.backoff_cap)
         for name in components:
-            self.health.set_failing(name, cause, url=self.options.safe_url,
-                                    attempt=attempt + 1, retry_in=round(delay, 3))
-        self._log.error("%s backplane: %s; %s; reconnect attempt %d in %.2f s", self.name,
-                        cause, "link lost" if was_connected else "cannot connect",
-                        attempt + 1, delay)
+            self.health.set_failing(
+                name,
+                cause,
+                url=self.options.safe_url,
+                attempt=attempt + 1,
+                retry_in=round(delay, 3),
+            )
+        self._log.error(
+            "%s backplane: %s; %s; reconnect attempt %d in %.2f s",
+            self.name,
+            cause,
+            "link lost" if was_connected else "cannot connect",
+            attempt + 1,
+            delay,
+        )
         self._first_outcome.set()
         return delay
 

@@ -41,4 +41,4 @@ def pointed_key(data: bytes) -> str | None:
     """The key a pointer names, or None when ``data`` is an ordinary message."""
     if not data.startswith(POINTER_MARK):
         return None
-    return data[len(POINTER_MARK):].decode("ascii", "replace")
+    return data[len(POINTER_MARK) :].decode("ascii", "replace")

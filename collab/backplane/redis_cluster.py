@@ -48,8 +48,13 @@ _ERRORS = (RedisError, RedisClusterException, OSError, BackplaneError, TimeoutEr
 class RedisClusterBackplane(QueuedRedisBackplane):
     name = "redis_cluster"
 
-    def __init__(self, options: RedisOptions, *, health: Health | None = None,
-                 events: Callable[[str, int], None] | None = None) -> None:
+    def __init__(
+        self,
+        options: RedisOptions,
+        *,
+        health: Health | None = None,
+        events: Callable[[str, int], None] | None = None,
+    ) -> None:
         super().__init__(options, log, health=health, events=events)
         self._cluster: RedisCluster | None = None
         self._shards: dict[str, Shard] = {}
@@ -118,23 +123,31 @@ class RedisClusterBackplane(QueuedRedisBackplane):
                     await self._open()
                 elif refresh:
                     await self._cluster.nodes_manager.initialize()
-                    self.health.set_ok(LINK, url=self.options.safe_url, attempt=0,
-                                       retry_in=None)
+                    self.health.set_ok(LINK, url=self.options.safe_url, attempt=0, retry_in=None)
                 in_link = False
                 async with self._sub_lock:
                     await self._reconcile()
                 self._connected = True
-                self.health.set_ok(SUBSCRIBER, url=self.options.safe_url, attempt=0,
-                                   retry_in=None, channels=len(self._where),
-                                   shards=sorted(self._shards))
+                self.health.set_ok(
+                    SUBSCRIBER,
+                    url=self.options.safe_url,
+                    attempt=0,
+                    retry_in=None,
+                    channels=len(self._where),
+                    shards=sorted(self._shards),
+                )
                 if self._lost or self.connects == 0:
                     self._lost = False
                     self.connects += 1
                     dropped, self._dropped = self._dropped, 0
-                    log.info("cluster backplane: %d channels subscribed on %d shard primaries%s",
-                             len(self._where), len(self._shards),
-                             f" (after {attempt} failed attempts; {dropped} messages dropped, "
-                             "resyncing)" if attempt or dropped else "")
+                    log.info(
+                        "cluster backplane: %d channels subscribed on %d shard primaries%s",
+                        len(self._where),
+                        len(self._shards),
+                        f" (after {attempt} failed attempts; {dropped} messages dropped, resyncing)"
+                        if attempt or dropped
+                        else "",
+                    )
                     self._spawn_resync()
                 self._first_outcome.set()
                 in_link = True
@@ -154,8 +167,7 @@ class RedisClusterBackplane(QueuedRedisBackplane):
             self._lost = refresh = True
             was_connected = self._connected
             components = (LINK, SUBSCRIBER) if in_link else (SUBSCRIBER,)
-            delay = self._failed(cause, attempt, was_connected=was_connected,
-                                 components=components)
+            delay = self._failed(cause, attempt, was_connected=was_connected, components=components)
             attempt += 1
             await asyncio.sleep(delay)
             self._count("reconnect")
@@ -184,10 +196,16 @@ class RedisClusterBackplane(QueuedRedisBackplane):
             await cluster.aclose()
             raise
         self._cluster = cluster
-        self.health.set_ok(LINK, url=self.options.safe_url, attempt=0, retry_in=None,
-                           primaries=len(cluster.get_primaries()))
+        self.health.set_ok(
+            LINK,
+            url=self.options.safe_url,
+            attempt=0,
+            retry_in=None,
+            primaries=len(cluster.get_primaries()),
+        )
         self._publisher = asyncio.get_running_loop().create_task(
-            self._publish_loop(), name="cluster-backplane-publisher")
+            self._publish_loop(), name="cluster-backplane-publisher"
+        )
 
     async def _teardown(self) -> None:
         self._connected = False
@@ -269,8 +287,9 @@ class RedisClusterBackplane(QueuedRedisBackplane):
             await client.ping()  # connect, TLS, AUTH, before SSUBSCRIBE
         except _ERRORS as exc:
             raise BackplaneError(f"shard primary {name}: {explain(exc, options)}") from exc
-        shard = Shard(name, client, options, deliver=self._deliver,
-                      moved=self._on_moved, lost=self._on_lost)
+        shard = Shard(
+            name, client, options, deliver=self._deliver, moved=self._on_moved, lost=self._on_lost
+        )
         shard.start()
         self._shards[name] = shard
         return shard
@@ -286,8 +305,9 @@ class RedisClusterBackplane(QueuedRedisBackplane):
 
     def _on_lost(self, shard: Shard, cause: str) -> None:
         self._count("error")
-        self.health.set_failing(SUBSCRIBER, f"shard {shard.name}: {cause}",
-                                url=self.options.safe_url)
+        self.health.set_failing(
+            SUBSCRIBER, f"shard {shard.name}: {cause}", url=self.options.safe_url
+        )
         for channel in shard.channels:
             if self._where.get(channel) == shard.name:
                 del self._where[channel]
@@ -326,9 +346,13 @@ class RedisClusterBackplane(QueuedRedisBackplane):
         self._stale(f"{n} messages not published ({why})")
 
 
-def redis_cluster_backplane_for(settings: RedisSettings, health: Health,
-                                metrics: Metrics) -> RedisClusterBackplane:
+def redis_cluster_backplane_for(
+    settings: RedisSettings, health: Health, metrics: Metrics
+) -> RedisClusterBackplane:
     """The backplane ``create_app`` builds when ``COLLAB_REDIS_CLUSTER`` is set."""
     counter = metrics.backplane_events
-    return RedisClusterBackplane(RedisOptions.from_settings(settings), health=health,
-                                 events=lambda event, n: counter.labels(event).inc(n))
+    return RedisClusterBackplane(
+        RedisOptions.from_settings(settings),
+        health=health,
+        events=lambda event, n: counter.labels(event).inc(n),
+    )

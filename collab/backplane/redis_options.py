@@ -38,8 +38,9 @@ class RedisOptions(RedisSettings):
             raise ConfigError("COLLAB_REDIS_URL is not set")
         super().__post_init__()
 
-    def connection_kwargs(self, *, host: str | None = None,
-                          port: int | None = None) -> dict[str, Any]:
+    def connection_kwargs(
+        self, *, host: str | None = None, port: int | None = None
+    ) -> dict[str, Any]:
         """Keyword arguments for ``redis.asyncio.ConnectionPool`` (to the
         URL's host, or to ``host:port``, a cluster node).
 
@@ -85,8 +86,7 @@ class RedisOptions(RedisSettings):
         bits.append(f"user {kw['username']}" if kw.get("username") else "default user")
         bits.append("with password" if kw.get("password") else "no password")
         if self.tls:
-            bits.append(f"CA {kw['ssl_ca_certs']}" if kw.get("ssl_ca_certs")
-                        else "system CA store")
+            bits.append(f"CA {kw['ssl_ca_certs']}" if kw.get("ssl_ca_certs") else "system CA store")
             if kw.get("ssl_certfile"):
                 bits.append("client certificate")
         return ", ".join(bits)
@@ -113,53 +113,76 @@ def explain(exc: BaseException, options: RedisOptions) -> str:
 
     if has(AuthenticationError) or "WRONGPASS" in upper or "INVALID USERNAME-PASSWORD" in upper:
         if "HELLO MUST BE CALLED" in upper or "NOAUTH" in upper:
-            return (f"AUTH failed: Redis requires a password and none was sent to {where}; "
-                    f"set it in COLLAB_REDIS_URL or COLLAB_REDIS_PASSWORD ({exc})")
-        return (f"AUTH failed: wrong password or ACL username for {where}; check "
-                f"COLLAB_REDIS_URL / COLLAB_REDIS_USERNAME / COLLAB_REDIS_PASSWORD ({exc})")
+            return (
+                f"AUTH failed: Redis requires a password and none was sent to {where}; "
+                f"set it in COLLAB_REDIS_URL or COLLAB_REDIS_PASSWORD ({exc})"
+            )
+        return (
+            f"AUTH failed: wrong password or ACL username for {where}; check "
+            f"COLLAB_REDIS_URL / COLLAB_REDIS_USERNAME / COLLAB_REDIS_PASSWORD ({exc})"
+        )
     if "CLUSTER MODE IS NOT ENABLED" in upper or "CLUSTER SUPPORT DISABLED" in upper:
-        return (f"not a cluster: {where} is a single Redis (cluster mode disabled), but "
-                "COLLAB_REDIS_CLUSTER is set; point COLLAB_REDIS_URL at the cluster's "
-                "configuration endpoint, or unset COLLAB_REDIS_CLUSTER")
+        return (
+            f"not a cluster: {where} is a single Redis (cluster mode disabled), but "
+            "COLLAB_REDIS_CLUSTER is set; point COLLAB_REDIS_URL at the cluster's "
+            "configuration endpoint, or unset COLLAB_REDIS_CLUSTER"
+        )
     if "CLUSTERDOWN" in upper or "SLOTNOTCOVERED" in upper or "NOT COVERED" in upper:
-        return (f"the cluster behind {where} is down or does not serve every slot right now "
-                f"(a failover in progress?) [{_last(chain)}]")
+        return (
+            f"the cluster behind {where} is down or does not serve every slot right now "
+            f"(a failover in progress?) [{_last(chain)}]"
+        )
     if has(NoPermissionError) or "NOPERM" in upper:
         return f"ACL denied: the Redis user may not run pub/sub at {where} ({exc})"
     if "CERTIFICATE_VERIFY_FAILED" in upper:
-        return (f"TLS certificate verification failed (CERTIFICATE_VERIFY_FAILED) at {where}: "
-                "the server certificate is not trusted; set the CA file (ssl_ca_certs= in "
-                f"COLLAB_REDIS_URL or COLLAB_REDIS_SSL_CA_CERTS) [{_last(chain)}]")
+        return (
+            f"TLS certificate verification failed (CERTIFICATE_VERIFY_FAILED) at {where}: "
+            "the server certificate is not trusted; set the CA file (ssl_ca_certs= in "
+            f"COLLAB_REDIS_URL or COLLAB_REDIS_SSL_CA_CERTS) [{_last(chain)}]"
+        )
     if "CERTIFICATE_REQUIRED" in upper or "CERTIFICATE REQUIRED" in upper:
-        return (f"TLS client certificate required by {where}; set COLLAB_REDIS_SSL_CERTFILE and "
-                f"COLLAB_REDIS_SSL_KEYFILE (or ssl_certfile=/ssl_keyfile= in the URL) "
-                f"[{_last(chain)}]")
+        return (
+            f"TLS client certificate required by {where}; set COLLAB_REDIS_SSL_CERTFILE and "
+            f"COLLAB_REDIS_SSL_KEYFILE (or ssl_certfile=/ssl_keyfile= in the URL) "
+            f"[{_last(chain)}]"
+        )
     if "WRONG_VERSION_NUMBER" in upper or "RECORD_LAYER_FAILURE" in upper:
-        return (f"TLS handshake failed at {where}: the port does not speak TLS; use redis:// "
-                f"or the TLS port [{_last(chain)}]")
+        return (
+            f"TLS handshake failed at {where}: the port does not speak TLS; use redis:// "
+            f"or the TLS port [{_last(chain)}]"
+        )
     if has(FileNotFoundError) and options.tls:
         return f"TLS file not found for {where}: {_last(chain)}"
-    if has(ConnectionResetError) or "CONNECTION RESET" in upper or (
-            not options.tls and "CONNECTION CLOSED BY SERVER" in upper):
+    if (
+        has(ConnectionResetError)
+        or "CONNECTION RESET" in upper
+        or (not options.tls and "CONNECTION CLOSED BY SERVER" in upper)
+    ):
         if not options.tls:
-            return (f"connection reset by {where} during the handshake: the port probably "
-                    "expects TLS (plain connection to a TLS port); use rediss:// with the CA "
-                    f"[{_last(chain)}]")
+            return (
+                f"connection reset by {where} during the handshake: the port probably "
+                "expects TLS (plain connection to a TLS port); use rediss:// with the CA "
+                f"[{_last(chain)}]"
+            )
         if not (options.ssl_certfile or "ssl_certfile=" in options.url):
             # TLS 1.3: the server checks the client certificate after the
             # handshake; its alert often loses the race with the reset.
-            return (f"connection reset by {where} after the TLS handshake: the server probably "
-                    "requires a TLS client certificate and none is configured (set "
-                    "COLLAB_REDIS_SSL_CERTFILE and COLLAB_REDIS_SSL_KEYFILE) "
-                    f"[{_last(chain)}]")
+            return (
+                f"connection reset by {where} after the TLS handshake: the server probably "
+                "requires a TLS client certificate and none is configured (set "
+                "COLLAB_REDIS_SSL_CERTFILE and COLLAB_REDIS_SSL_KEYFILE) "
+                f"[{_last(chain)}]"
+            )
         return f"connection reset by {where} [{_last(chain)}]"
     if has(ConnectionRefusedError) or "CONNECTION REFUSED" in upper or "ERROR 111 " in upper:
         return f"unreachable: connection refused at {where} (nothing listening) [{_last(chain)}]"
     if has(socket.gaierror):
         return f"unreachable: host name of {where} does not resolve [{_last(chain)}]"
     if has(RedisTimeoutError, TimeoutError):
-        return (f"timed out talking to {where} after {options.socket_timeout:g} s: the server "
-                f"is hung or the network path is dead [{_last(chain)}]")
+        return (
+            f"timed out talking to {where} after {options.socket_timeout:g} s: the server "
+            f"is hung or the network path is dead [{_last(chain)}]"
+        )
     if has(ssl.SSLError):
         return f"TLS error at {where}: {_last(chain)}"
     if has(OSError) and any(getattr(e, "errno", None) in (101, 113) for e in chain):

@@ -67,8 +67,9 @@ class Nodes:
 
     async def ping(self, names: list[str]) -> None:
         """PING every node; BackplaneError naming the first that fails."""
-        results = await asyncio.gather(*(self.client(n).ping() for n in names),
-                                       return_exceptions=True)
+        results = await asyncio.gather(
+            *(self.client(n).ping() for n in names), return_exceptions=True
+        )
         for name, result in zip(names, results, strict=True):
             if isinstance(result, BaseException):
                 cause = link_lost(result, self.options_of(name))
@@ -86,10 +87,16 @@ class Nodes:
 class Shard:
     """The SSUBSCRIBE connection to one primary, ``name`` = ``host:port``."""
 
-    def __init__(self, name: str, client: Redis, options: RedisOptions, *,
-                 deliver: Callable[[str, bytes], None],
-                 moved: Callable[[Shard, str], None],
-                 lost: Callable[[Shard, str], None]) -> None:
+    def __init__(
+        self,
+        name: str,
+        client: Redis,
+        options: RedisOptions,
+        *,
+        deliver: Callable[[str, bytes], None],
+        moved: Callable[[Shard, str], None],
+        lost: Callable[[Shard, str], None],
+    ) -> None:
         self.name = name
         self.options = options
         self.pubsub = client.pubsub()
@@ -106,8 +113,9 @@ class Shard:
         return self.task is not None and not self.task.done()
 
     def start(self) -> None:
-        self.task = asyncio.get_running_loop().create_task(self._listen(),
-                                                           name=f"shard {self.name}")
+        self.task = asyncio.get_running_loop().create_task(
+            self._listen(), name=f"shard {self.name}"
+        )
 
     async def close(self) -> None:
         if self.task is not None and self.task is not asyncio.current_task():
@@ -141,8 +149,10 @@ class Shard:
                     last_rx = now
                     self._on_message(msg)
                 if now - last_rx > ping_every + timeout:
-                    raise BackplaneError(f"no answer for {now - last_rx:.1f} s (PING "
-                                         "unanswered): the node is hung or the path is dead")
+                    raise BackplaneError(
+                        f"no answer for {now - last_rx:.1f} s (PING "
+                        "unanswered): the node is hung or the path is dead"
+                    )
                 if now - last_ping >= ping_every:
                     last_ping = now
                     await self.pubsub.ping()
@@ -184,7 +194,8 @@ def link_lost(exc: BaseException, options: RedisOptions) -> str:
     """The cause of a failure on a link that worked: a reset there means the
     node went away, not a TLS misconfiguration (explain()'s guess at connect)."""
     if isinstance(exc, ConnectionError) and not isinstance(
-            exc, (AuthenticationError, NoPermissionError)):
+        exc, (AuthenticationError, NoPermissionError)
+    ):
         return f"connection to {options.address} lost ({type(exc).__name__}: {exc})"
     if isinstance(exc, (ConnectionResetError, BrokenPipeError)):
         return f"connection to {options.address} lost ({type(exc).__name__}: {exc})"

@@ -61,8 +61,15 @@ class Replicator:
     changes of a linked room are published); ``on_invalid()`` counts a
     backplane message it rejected."""
 
-    def __init__(self, backplane: Backplane, *, prefix: str, instance_id: str,
-                 on_invalid: Callable[[], None] | None = None, hash_tag: bool = False) -> None:
+    def __init__(
+        self,
+        backplane: Backplane,
+        *,
+        prefix: str,
+        instance_id: str,
+        on_invalid: Callable[[], None] | None = None,
+        hash_tag: bool = False,
+    ) -> None:
         self.backplane = backplane
         self.prefix = prefix
         self.hash_tag = hash_tag
@@ -205,9 +212,15 @@ class Replicator:
             elif isinstance(msg, rp.Stateless):
                 room.broadcast_stateless(msg.payload, origin)
             elif isinstance(msg, rp.SyncRequest):
-                self._publish(link, rp.SyncReply(self.instance_id, msg.sender,
-                                                 room.diff(msg.state_vector),
-                                                 room.state_vector()))
+                self._publish(
+                    link,
+                    rp.SyncReply(
+                        self.instance_id,
+                        msg.sender,
+                        room.diff(msg.state_vector),
+                        room.state_vector(),
+                    ),
+                )
                 self._publish_local_awareness(link)
             elif isinstance(msg, rp.SyncReply):
                 if msg.target == self.instance_id:
@@ -216,17 +229,20 @@ class Replicator:
                     if back != EMPTY_UPDATE:
                         self._publish(link, rp.Update(self.instance_id, back))
             else:  # a control message (backplane/control.py) has no business here
-                self._invalid(link, msg.sender, msg.connection,
-                              f"{type(msg).__name__} on a room channel")
+                self._invalid(
+                    link, msg.sender, msg.connection, f"{type(msg).__name__} on a room channel"
+                )
         except CloseError as exc:
             self._invalid(link, msg.sender, msg.connection, exc.reason)
 
     def _invalid(self, link: _Link, sender: str, connection: str, reason: str) -> None:
         if self._on_invalid is not None:
             self._on_invalid()
-        log.warning("rejected a backplane message: %s", reason,
-                    extra={"room": link.room.name, "instance": sender,
-                           "conn_id": connection or "-"})
+        log.warning(
+            "rejected a backplane message: %s",
+            reason,
+            extra={"room": link.room.name, "instance": sender, "conn_id": connection or "-"},
+        )
 
 
 def _conn(origin: Origin) -> str:

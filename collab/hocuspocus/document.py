@@ -24,11 +24,29 @@ class Document:
     """``id`` is the connection id (plus ``/sessionId`` for a session-aware
     provider, so two providers of one document on one socket stay apart)."""
 
-    __slots__ = ("address", "codec", "connection_id", "id", "join_step1", "name", "queue",
-                 "queued_bytes", "readonly", "room", "send", "state")
+    __slots__ = (
+        "address",
+        "codec",
+        "connection_id",
+        "id",
+        "join_step1",
+        "name",
+        "queue",
+        "queued_bytes",
+        "readonly",
+        "room",
+        "send",
+        "state",
+    )
 
-    def __init__(self, connection_id: str, address: str, name: str, session: str | None,
-                 send: Callable[[bytes, str], None]) -> None:
+    def __init__(
+        self,
+        connection_id: str,
+        address: str,
+        name: str,
+        session: str | None,
+        send: Callable[[bytes, str], None],
+    ) -> None:
         self.connection_id = connection_id
         self.address = address
         self.name = name
@@ -50,6 +68,8 @@ class Document:
 
     def to(self, state: DocState, *expected: DocState) -> None:
         if self.state not in expected:
-            raise RuntimeError(f"document {self.address!r}: {self.state.value} -> "
-                               f"{state.value}, expected {'/'.join(e.value for e in expected)}")
+            raise RuntimeError(
+                f"document {self.address!r}: {self.state.value} -> "
+                f"{state.value}, expected {'/'.join(e.value for e in expected)}"
+            )
         self.state = state

@@ -113,10 +113,18 @@ class PreAuthBudget:
 
 
 class DocumentTable:
-    def __init__(self, connection_id: str, send: Callable[[bytes, str], None], *,
-                 max_room_name: int, reserved: Set[str], queue_frames: int,
-                 queue_bytes: int, max_documents: int = 1 << 30,
-                 budget: PreAuthBudget | None = None) -> None:
+    def __init__(
+        self,
+        connection_id: str,
+        send: Callable[[bytes, str], None],
+        *,
+        max_room_name: int,
+        reserved: Set[str],
+        queue_frames: int,
+        queue_bytes: int,
+        max_documents: int = 1 << 30,
+        budget: PreAuthBudget | None = None,
+    ) -> None:
         self._connection_id = connection_id
         self._send = send
         self._max_room_name = max_room_name
@@ -156,8 +164,12 @@ class DocumentTable:
             return []
         self._drain(doc)
         doc.to(DocState.DENIED, DocState.OPENING)
-        return [Send(hp.encode_permission_denied(doc.address, reason or "permission-denied"),
-                     Label.PERMISSION_DENIED)]
+        return [
+            Send(
+                hp.encode_permission_denied(doc.address, reason or "permission-denied"),
+                Label.PERMISSION_DENIED,
+            )
+        ]
 
     def allowed(self, doc: Document, readonly: bool) -> list[Action]:
         if not self._opening(doc):
@@ -203,20 +215,19 @@ class DocumentTable:
         if session is not None and not _SESSION_RE.fullmatch(session):
             raise PolicyViolation("session id in the document address is not allowed")
         if len(self.docs) >= self._max_documents:
-            raise PolicyViolation(
-                f"more than {self._max_documents} documents on one socket")
+            raise PolicyViolation(f"more than {self._max_documents} documents on one socket")
         limit = self._queue_frames
         if sum(d.state is not DocState.OPEN for d in self.docs.values()) >= limit:
             raise PolicyViolation(f"more than {limit} documents not authenticated on one socket")
-        doc = self.docs[address] = Document(self._connection_id, address, name, session,
-                                            self._send)
+        doc = self.docs[address] = Document(self._connection_id, address, name, session, self._send)
         return doc
 
     def _enqueue(self, doc: Document, msg: hp.Message, size: int) -> None:
         frames, max_bytes = self._queue_frames, self._queue_bytes
         if self.queued_frames + 1 > frames or self.queued_bytes + size > max_bytes:
             raise PolicyViolation(
-                f"too much sent before authentication (limit {frames} frames, {max_bytes} bytes)")
+                f"too much sent before authentication (limit {frames} frames, {max_bytes} bytes)"
+            )
         if self._budget is not None and not self._budget.take(size):
             raise Overloaded("the server holds too much sent before authentication; retry")
         doc.queue.append((msg, size))

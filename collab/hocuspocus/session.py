@@ -57,14 +57,28 @@ class HocuspocusSession(Session):
 
     endpoint = "hocuspocus"
 
-    def __init__(self, server: CollabServer, hooks: HookRunner, metrics: Metrics,
-                 scope: Scope, receive: Receive, send: Send, conn: Connection) -> None:
+    def __init__(
+        self,
+        server: CollabServer,
+        hooks: HookRunner,
+        metrics: Metrics,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        conn: Connection,
+    ) -> None:
         super().__init__(server, hooks, metrics, scope, receive, send, conn)
         s = self.settings
         self.table = dt.DocumentTable(
-            conn.id, conn.send, max_room_name=s.max_room_name, reserved=s.reserved_paths,
-            queue_frames=s.auth_queue_frames, queue_bytes=s.auth_queue_bytes,
-            max_documents=s.max_documents_per_socket, budget=server.preauth)
+            conn.id,
+            conn.send,
+            max_room_name=s.max_room_name,
+            reserved=s.reserved_paths,
+            queue_frames=s.auth_queue_frames,
+            queue_bytes=s.auth_queue_bytes,
+            max_documents=s.max_documents_per_socket,
+            budget=server.preauth,
+        )
         self._pings = TokenBucket(s.ping_answer_rate, PING_BURST)
         self._tasks = TaskSet(f"hocuspocus {conn.id}")
         self._opening: dict[Document, asyncio.Task[None]] = {}
@@ -90,8 +104,9 @@ class HocuspocusSession(Session):
         # Unlike y-websocket, a socket here is accepted before any token: one
         # that never gets a document authenticated must not sit on its
         # pre-auth queue forever (a client that answers pings would).
-        deadline = asyncio.get_running_loop().call_later(self.settings.auth_timeout,
-                                                         self._auth_deadline)
+        deadline = asyncio.get_running_loop().call_later(
+            self.settings.auth_timeout, self._auth_deadline
+        )
         try:
             await self.receive_loop()
         finally:
@@ -99,8 +114,11 @@ class HocuspocusSession(Session):
 
     def _auth_deadline(self) -> None:
         if self.conn.state is State.OPEN and not self.rooms and not self.table.any_open():
-            log.info("no document authenticated within %gs: closing", self.settings.auth_timeout,
-                     extra=self.extra)
+            log.info(
+                "no document authenticated within %gs: closing",
+                self.settings.auth_timeout,
+                extra=self.extra,
+            )
             self.metrics.frame_rejected(self.endpoint, "auth_timeout")
             self.conn.close(CloseCode.TIMEOUT, "no document authenticated in time")
 
@@ -152,8 +170,11 @@ class HocuspocusSession(Session):
     # -- opening a document ---------------------------------------------------
 
     def _start_opening(self, action: dt.Authenticate) -> None:
-        if self._ping_timer is None and _answers_ping(action.version) and \
-                self.settings.ping_interval:
+        if (
+            self._ping_timer is None
+            and _answers_ping(action.version)
+            and self.settings.ping_interval
+        ):
             self._arm_ping()
         # A provider without a token sends ""; then ?token= / the subprotocol
         # (as on the y-websocket endpoint) may carry one.
@@ -231,7 +252,8 @@ class HocuspocusSession(Session):
         if doc.readonly:
             # Hocuspocus' rule: a read-only step2 that adds nothing is acknowledged.
             applied = isinstance(sync, yp.SyncStep2) and adds_nothing(
-                sync.update, room.state_vector(), room.diff(room.state_vector()))
+                sync.update, room.state_vector(), room.diff(room.state_vector())
+            )
         else:
             applied = room.sync_update(doc, sync.update)
         doc.send(hp.encode_sync_status(doc.address, applied), Label.SYNC_STATUS)
@@ -257,8 +279,9 @@ class HocuspocusSession(Session):
         def broadcast(message: str) -> None:
             self.server.send_stateless(doc.name, message, origin=PeerOrigin(doc.id))
 
-        self._stateless.append(StatelessEvent(self.conn.id, doc.name, payload,
-                                              reply=reply, broadcast=broadcast))
+        self._stateless.append(
+            StatelessEvent(self.conn.id, doc.name, payload, reply=reply, broadcast=broadcast)
+        )
         if self._stateless_task is None:
             self._stateless_task = self._tasks.spawn(self._run_stateless(), name="stateless")
 

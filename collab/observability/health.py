@@ -43,8 +43,10 @@ class Component:
     detail: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"status": STATUS_OK if self.ok else STATUS_FAILING,
-                               "since": _ts(self.since)}
+        out: dict[str, Any] = {
+            "status": STATUS_OK if self.ok else STATUS_FAILING,
+            "since": _ts(self.since),
+        }
         if not self.ok:
             out["error"] = self.error or "no result yet"
         if self.last_error:

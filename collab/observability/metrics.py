@@ -43,8 +43,9 @@ BACKPLANE_EVENTS = ("publish", "receive", "error", "reconnect", "dropped", "larg
 Tally = dict[str, list[int]]
 
 
-def _gauge(name: str, doc: str, labels: tuple[str, ...], registry: CollectorRegistry,
-           mode: str = "livesum") -> Gauge:
+def _gauge(
+    name: str, doc: str, labels: tuple[str, ...], registry: CollectorRegistry, mode: str = "livesum"
+) -> Gauge:
     # "livesum": the sum over live workers (a dead worker's connections are gone);
     # "livemax" for lag, where a sum means nothing.
     kw = {"multiprocess_mode": mode} if _MULTI else {}
@@ -57,62 +58,108 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.active_connections = _gauge(
-            "collab_active_connections", "Open sockets", ("endpoint",), r)
+            "collab_active_connections", "Open sockets", ("endpoint",), r
+        )
         self.active_rooms = _gauge("collab_active_rooms", "Loaded rooms", (), r)
         self.connections_opened = Counter(
-            "collab_connections_opened", "Sockets accepted", ("endpoint",), registry=r)
+            "collab_connections_opened", "Sockets accepted", ("endpoint",), registry=r
+        )
         self.closes = Counter(
             "collab_connection_closes",
             "Socket closes by code and initiator (client, server, abnormal = 1005/1006)",
-            ("endpoint", "code", "initiator"), registry=r)
+            ("endpoint", "code", "initiator"),
+            registry=r,
+        )
         self.frames_in = Counter(
-            "collab_frames_in", "Frames received by type", ("endpoint", "type"), registry=r)
+            "collab_frames_in", "Frames received by type", ("endpoint", "type"), registry=r
+        )
         self.bytes_in = Counter(
-            "collab_bytes_in", "Bytes received by frame type", ("endpoint", "type"), registry=r)
+            "collab_bytes_in", "Bytes received by frame type", ("endpoint", "type"), registry=r
+        )
         self.frames_out = Counter(
-            "collab_frames_out", "Frames sent by type", ("endpoint", "type"), registry=r)
+            "collab_frames_out", "Frames sent by type", ("endpoint", "type"), registry=r
+        )
         self.bytes_out = Counter(
-            "collab_bytes_out", "Bytes sent by frame type", ("endpoint", "type"), registry=r)
+            "collab_bytes_out", "Bytes sent by frame type", ("endpoint", "type"), registry=r
+        )
         self.rejected = Counter(
-            "collab_frames_rejected", "Frames rejected, by reason", ("endpoint", "reason"),
-            registry=r)
+            "collab_frames_rejected",
+            "Frames rejected, by reason",
+            ("endpoint", "reason"),
+            registry=r,
+        )
         self.handshakes_refused = Counter(
-            "collab_handshakes_refused", "WebSocket handshakes refused before the upgrade "
-            "(origin, connection limit, connect rate)", ("endpoint", "reason"), registry=r)
+            "collab_handshakes_refused",
+            "WebSocket handshakes refused before the upgrade "
+            "(origin, connection limit, connect rate)",
+            ("endpoint", "reason"),
+            registry=r,
+        )
         self.auth_denials = Counter(
-            "collab_auth_denied", "Connections denied by authenticate", ("endpoint",),
-            registry=r)
+            "collab_auth_denied", "Connections denied by authenticate", ("endpoint",), registry=r
+        )
         self.queue_overflows = Counter(
-            "collab_outbound_queue_overflows", "Connections closed for a full outbound queue",
-            (), registry=r)
+            "collab_outbound_queue_overflows",
+            "Connections closed for a full outbound queue",
+            (),
+            registry=r,
+        )
         self.store_seconds = Histogram(
-            "collab_store_seconds", "Store latency by operation (write, check) and result",
-            ("op", "result"), registry=r,
-            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+            "collab_store_seconds",
+            "Store latency by operation (write, check) and result",
+            ("op", "result"),
+            registry=r,
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
         self.store_errors = Counter(
-            "collab_store_errors", "Failed store operations", ("op",), registry=r)
+            "collab_store_errors", "Failed store operations", ("op",), registry=r
+        )
         self.backplane_events = Counter(
             "collab_backplane_events",
             "Backplane publishes, receives, errors, reconnects, drops, large messages sent "
             "through a key, invalid messages",
-            ("event",), registry=r)
+            ("event",),
+            registry=r,
+        )
         self.api_requests = Counter(
-            "collab_api_requests", "HTTP API calls by method, route template and status "
-            "(never by room, connection or key)", ("method", "route", "status"), registry=r)
+            "collab_api_requests",
+            "HTTP API calls by method, route template and status "
+            "(never by room, connection or key)",
+            ("method", "route", "status"),
+            registry=r,
+        )
         self.hook_failures = Counter(
-            "collab_hook_failures", "Hook calls that raised or timed out (COLLAB_HOOK_TIMEOUT)",
-            ("hook", "cause"), registry=r)
+            "collab_hook_failures",
+            "Hook calls that raised or timed out (COLLAB_HOOK_TIMEOUT)",
+            ("hook", "cause"),
+            registry=r,
+        )
         self.hook_changes_dropped = Counter(
-            "collab_hook_changes_dropped", "on_change calls dropped: the hook fell more than "
-            "its backlog behind the edits", (), registry=r)
+            "collab_hook_changes_dropped",
+            "on_change calls dropped: the hook fell more than its backlog behind the edits",
+            (),
+            registry=r,
+        )
         self.store_buffer_collapsed = Counter(
-            "collab_store_buffer_collapsed", "Unstored updates of a room folded into one "
-            "snapshot (COLLAB_STORE_BUFFER_BYTES passed during a store outage)", (), registry=r)
+            "collab_store_buffer_collapsed",
+            "Unstored updates of a room folded into one "
+            "snapshot (COLLAB_STORE_BUFFER_BYTES passed during a store outage)",
+            (),
+            registry=r,
+        )
         self.oversized_rooms = _gauge(
-            "collab_oversized_rooms", "Loaded rooms past COLLAB_MAX_DOCUMENT_BYTES "
-            "(served read-only)", (), r)
-        self.loop_lag = _gauge("collab_event_loop_lag_seconds",
-                               "Event loop scheduling delay (last sample)", (), r, "livemax")
+            "collab_oversized_rooms",
+            "Loaded rooms past COLLAB_MAX_DOCUMENT_BYTES (served read-only)",
+            (),
+            r,
+        )
+        self.loop_lag = _gauge(
+            "collab_event_loop_lag_seconds",
+            "Event loop scheduling delay (last sample)",
+            (),
+            r,
+            "livemax",
+        )
         self._tallies: dict[tuple[str, str], Tally] = {}
         self._traffic_children: dict[tuple[str, str, str], tuple[Counter, Counter]] = {}
         for event in BACKPLANE_EVENTS:
@@ -141,10 +188,15 @@ class Metrics:
                 key = (direction, endpoint, kind)
                 children = self._traffic_children.get(key)
                 if children is None:
-                    f, b = ((self.frames_in, self.bytes_in) if direction == "in"
-                            else (self.frames_out, self.bytes_out))
+                    f, b = (
+                        (self.frames_in, self.bytes_in)
+                        if direction == "in"
+                        else (self.frames_out, self.bytes_out)
+                    )
                     children = self._traffic_children[key] = (
-                        f.labels(endpoint, kind), b.labels(endpoint, kind))
+                        f.labels(endpoint, kind),
+                        b.labels(endpoint, kind),
+                    )
                 children[0].inc(frames)
                 children[1].inc(size)
 

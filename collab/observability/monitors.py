@@ -33,8 +33,15 @@ EVENT_LOOP = "event_loop"
 
 
 class LoopLagMonitor:
-    def __init__(self, health: Health, metrics: Metrics, room_count: Callable[[], int], *,
-                 interval: float, fail_after: float) -> None:
+    def __init__(
+        self,
+        health: Health,
+        metrics: Metrics,
+        room_count: Callable[[], int],
+        *,
+        interval: float,
+        fail_after: float,
+    ) -> None:
         self.health = health
         self.metrics = metrics
         self.room_count = room_count
@@ -70,11 +77,14 @@ class LoopLagMonitor:
         rounded = round(lag, 4)
         if lag > self.fail_after:
             self.health.set_failing(
-                EVENT_LOOP, f"event loop lag {lag:.3f}s exceeds {self.fail_after}s",
-                lag_seconds=rounded)
+                EVENT_LOOP,
+                f"event loop lag {lag:.3f}s exceeds {self.fail_after}s",
+                lag_seconds=rounded,
+            )
             if was_ok:
-                log.warning("event loop lag %.3fs exceeds %.3fs: readiness fails",
-                            lag, self.fail_after)
+                log.warning(
+                    "event loop lag %.3fs exceeds %.3fs: readiness fails", lag, self.fail_after
+                )
         else:
             self.health.set_ok(EVENT_LOOP, lag_seconds=rounded)
             if not was_ok and self.samples > 1:
@@ -82,8 +92,9 @@ class LoopLagMonitor:
 
 
 class StoreChecker:
-    def __init__(self, store: Store, report: StoreReport, *, interval: float,
-                 timeout: float | None = None) -> None:
+    def __init__(
+        self, store: Store, report: StoreReport, *, interval: float, timeout: float | None = None
+    ) -> None:
         self.store = store
         self.report = report
         self.interval = interval
@@ -119,15 +130,26 @@ class StoreChecker:
 class Monitors:
     """The monitors of one app, started and stopped by its lifespan."""
 
-    def __init__(self, *, health: Health, metrics: Metrics, store: Store, report: StoreReport,
-                 room_count: Callable[[], int], loop_lag_interval: float,
-                 loop_lag_fail: float, store_check_interval: float,
-                 store_timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        health: Health,
+        metrics: Metrics,
+        store: Store,
+        report: StoreReport,
+        room_count: Callable[[], int],
+        loop_lag_interval: float,
+        loop_lag_fail: float,
+        store_check_interval: float,
+        store_timeout: float | None = None,
+    ) -> None:
         self.started_at = time.monotonic()
-        self.lag = LoopLagMonitor(health, metrics, room_count, interval=loop_lag_interval,
-                                  fail_after=loop_lag_fail)
-        self.store = StoreChecker(store, report, interval=store_check_interval,
-                                  timeout=store_timeout)
+        self.lag = LoopLagMonitor(
+            health, metrics, room_count, interval=loop_lag_interval, fail_after=loop_lag_fail
+        )
+        self.store = StoreChecker(
+            store, report, interval=store_check_interval, timeout=store_timeout
+        )
         self._tasks = TaskSet("monitors")
 
     def liveness(self) -> dict[str, Any]:

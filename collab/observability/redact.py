@@ -26,9 +26,11 @@ from urllib.parse import unquote, urlsplit
 # user:password@ in a URL, and password=... style pairs in a DSN or a repr.
 _SECRET_IN_URL = re.compile(r"(\w+://)([^:/@\s]*):([^@\s]*)@")
 _SECRET_PAIR = re.compile(
-    r"(?i)\b(password|passwd|pwd|token|secret|auth_token)(['\"]?\s*[=:]\s*['\"]?)([^\s'\"&,;)]+)")
+    r"(?i)\b(password|passwd|pwd|token|secret|auth_token)(['\"]?\s*[=:]\s*['\"]?)([^\s'\"&,;)]+)"
+)
 _SECRET_HEADER = re.compile(
-    r"(?im)^([<>] (?:authorization|cookie|set-cookie|sec-websocket-protocol|x-api-key): ).*$")
+    r"(?im)^([<>] (?:authorization|cookie|set-cookie|sec-websocket-protocol|x-api-key): ).*$"
+)
 
 _REQUEST_LINE = re.compile(r"(?m)^(< GET )(\S+)( HTTP/)")
 

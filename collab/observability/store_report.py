@@ -47,8 +47,7 @@ class StoreReport:
         self._metrics.store_result(seconds, exc is not None, op="check")
         if exc is not None:
             was_ok = self._health.is_ok(STORE)
-            self._health.set_failing(STORE, f"{type(exc).__name__}: {cause}",
-                                     backend=self.backend)
+            self._health.set_failing(STORE, f"{type(exc).__name__}: {cause}", backend=self.backend)
             if was_ok:
                 log.error("store check failed: %s: %s", type(exc).__name__, cause)
         elif not self.write_failing:

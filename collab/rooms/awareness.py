@@ -31,8 +31,7 @@ class AwarenessTable:
         for e in entries:
             known = self._entries.get(e.client_id)
             if known is not None and (
-                e.clock < known.clock
-                or (e.clock == known.clock and e.state != NULL_STATE)
+                e.clock < known.clock or (e.clock == known.clock and e.state != NULL_STATE)
             ):
                 continue
             if e.state == NULL_STATE:

@@ -56,8 +56,10 @@ class _Entry:
 
     def to(self, expected: RoomState, state: RoomState) -> None:
         if self.state is not expected:
-            raise RuntimeError(f"room {self.room.name!r}: {self.state.value} -> {state.value}, "
-                               f"expected {expected.value}")
+            raise RuntimeError(
+                f"room {self.room.name!r}: {self.state.value} -> {state.value}, "
+                f"expected {expected.value}"
+            )
         self.state = state
 
     def cancel_timer(self) -> None:
@@ -71,12 +73,18 @@ class RoomRegistry:
     ``lifecycle`` its loads and unloads; ``on_loaded(name, size)`` runs after
     a load and ``flush(name)`` stores a room's pending writes before it goes."""
 
-    def __init__(self, store: Store, *, grace: float, fanout_window: float,
-                 observers: Sequence[RoomObserver] = (),
-                 lifecycle: Sequence[RoomLifecycle] = (),
-                 flush: Callable[[str], Awaitable[None]],
-                 on_loaded: Callable[[str, int], Awaitable[None]] | None = None,
-                 limits: RoomLimits = RoomLimits()) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        grace: float,
+        fanout_window: float,
+        observers: Sequence[RoomObserver] = (),
+        lifecycle: Sequence[RoomLifecycle] = (),
+        flush: Callable[[str], Awaitable[None]],
+        on_loaded: Callable[[str, int], Awaitable[None]] | None = None,
+        limits: RoomLimits = RoomLimits(),
+    ) -> None:
         self._store = store
         self._grace = grace
         self._fanout_window = fanout_window
@@ -173,8 +181,13 @@ class RoomRegistry:
             # Refusing to serve it would lock its users out of their own
             # document; it is served, and nobody may add to it.
             room.oversized = True
-            log.warning("room %r is %d bytes, past COLLAB_MAX_DOCUMENT_BYTES=%d: served "
-                        "read-only", room.name, size, limit, extra={"room": room.name})
+            log.warning(
+                "room %r is %d bytes, past COLLAB_MAX_DOCUMENT_BYTES=%d: served read-only",
+                room.name,
+                size,
+                limit,
+                extra={"room": room.name},
+            )
 
     def oversized(self) -> int:
         """Loaded rooms past the document limit (served read-only)."""
@@ -189,10 +202,16 @@ class RoomRegistry:
 
     def _idle(self, name: str, entry: _Entry) -> None:
         """Arm the grace timer once nobody is in the room and nobody holds it."""
-        if (not entry.room.peers and not entry.holds and entry.state is RoomState.ACTIVE
-                and entry.unload_timer is None and self._entries.get(name) is entry):
+        if (
+            not entry.room.peers
+            and not entry.holds
+            and entry.state is RoomState.ACTIVE
+            and entry.unload_timer is None
+            and self._entries.get(name) is entry
+        ):
             entry.unload_timer = asyncio.get_running_loop().call_later(
-                self._grace, self._unload_later, name)
+                self._grace, self._unload_later, name
+            )
 
     def _unload_later(self, name: str) -> None:
         entry = self._entries.get(name)

@@ -110,8 +110,14 @@ class Room:
     Without it, fan-out is immediate.
     """
 
-    def __init__(self, name: str, *, observers: Sequence[RoomObserver] = (),
-                 defer: Defer | None = None, limits: RoomLimits = RoomLimits()) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        observers: Sequence[RoomObserver] = (),
+        defer: Defer | None = None,
+        limits: RoomLimits = RoomLimits(),
+    ) -> None:
         self.name = name
         self._observers = tuple(observers)
         self._defer = defer
@@ -290,7 +296,8 @@ class Room:
                 if len(mine) >= self.limits.max_awareness_clients:
                     raise PolicyViolation(
                         f"more than {self.limits.max_awareness_clients} awareness clients "
-                        "on one connection")
+                        "on one connection"
+                    )
                 mine.add(e.client_id)
                 self._owners[e.client_id] = peer.id
             elif owner != peer.id:
@@ -358,8 +365,9 @@ class Room:
 
     # -- fan-out ------------------------------------------------------------
 
-    def _broadcast(self, encode: Callable[[Codec], bytes | None], label: Label,
-                   exclude: str | None) -> None:
+    def _broadcast(
+        self, encode: Callable[[Codec], bytes | None], label: Label, exclude: str | None
+    ) -> None:
         """Encode once per codec and queue the same bytes for every peer."""
         frames: dict[int, bytes | None] = {}
         # Peer.send never changes self.peers (a closing peer leaves later,

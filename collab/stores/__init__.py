@@ -6,8 +6,9 @@ from ..errors import ConfigError
 from .base import Store, squash
 
 
-def store_from_url(url: str, *, compact_threshold: int = 100,
-                   statement_timeout: float = 0) -> Store:
+def store_from_url(
+    url: str, *, compact_threshold: int = 100, statement_timeout: float = 0
+) -> Store:
     """Pick the implementation from the URL scheme (``statement_timeout``:
     PostgreSQL's, in seconds; 0 = none)."""
     scheme = url.split(":", 1)[0].lower()

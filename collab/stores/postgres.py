@@ -49,17 +49,20 @@ _SCHEMA_LOCK = 0x636F6C6C6162  # "collab"
 MAX_ATTEMPTS = 20
 CONNECT_TIMEOUT = 10
 
+
 class PostgresStore:
     name = "postgresql"
 
-    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10,
-                 statement_timeout: float = 0) -> None:
+    def __init__(
+        self, url: str, *, min_size: int = 1, max_size: int = 10, statement_timeout: float = 0
+    ) -> None:
         """``statement_timeout`` (s, 0 = none): the server ends a statement
         running longer (a lock held forever, a slow disk) and frees its
         connection; the caller's own deadline is COLLAB_STORE_TIMEOUT."""
         self.url = url
-        self._options = (f"-c statement_timeout={int(statement_timeout * 1000)}"
-                         if statement_timeout > 0 else "")
+        self._options = (
+            f"-c statement_timeout={int(statement_timeout * 1000)}" if statement_timeout > 0 else ""
+        )
         self._min_size = min_size
         self._max_size = max_size
         self._pool: AsyncConnectionPool[Any] | None = None
@@ -82,16 +85,24 @@ class PostgresStore:
             # One direct connection first: the pool would only say "timed out",
             # this says "password authentication failed" or "connection refused".
             conn = await psycopg.AsyncConnection.connect(
-                self.url, connect_timeout=CONNECT_TIMEOUT, autocommit=True)
+                self.url, connect_timeout=CONNECT_TIMEOUT, autocommit=True
+            )
             async with conn:
                 async with conn.transaction():
                     await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
                     await conn.execute(_SCHEMA)
             pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-                self.url, min_size=self._min_size, max_size=self._max_size, open=False,
-                kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT,
-                        **({"options": self._options} if self._options else {})},
-                name="collab-store")
+                self.url,
+                min_size=self._min_size,
+                max_size=self._max_size,
+                open=False,
+                kwargs={
+                    "autocommit": True,
+                    "connect_timeout": CONNECT_TIMEOUT,
+                    **({"options": self._options} if self._options else {}),
+                },
+                name="collab-store",
+            )
             await pool.open(wait=True, timeout=CONNECT_TIMEOUT)
         except (psycopg.Error, PoolTimeout, OSError) as exc:
             raise self._error(f"cannot open PostgreSQL store {where}", exc) from exc
@@ -116,7 +127,8 @@ class PostgresStore:
                 cur = await conn.execute(
                     "WITH ins AS (INSERT INTO collab_updates (room, data) VALUES (%s, %s)) "
                     "SELECT count(*) + 1 FROM collab_updates WHERE room = %s",
-                    (room, update, room))
+                    (room, update, room),
+                )
                 row = await cur.fetchone()
         except (psycopg.Error, PoolTimeout) as exc:
             raise self._error(f"append {room!r}", exc) from exc
@@ -133,8 +145,7 @@ class PostgresStore:
                 await asyncio.sleep(random.uniform(0, 0.005 * (attempt + 1)))
             except (psycopg.Error, PoolTimeout) as exc:
                 raise self._error(f"compact {room!r}", exc) from exc
-        raise VersionConflict(
-            f"compact {room!r}: still conflicting after {MAX_ATTEMPTS} attempts")
+        raise VersionConflict(f"compact {room!r}: still conflicting after {MAX_ATTEMPTS} attempts")
 
     async def _compact_once(self, room: str) -> None:
         version, parts = await self._read(room)
@@ -147,17 +158,23 @@ class PostgresStore:
                 if version:
                     cur = await conn.execute(
                         "UPDATE collab_snapshots SET version = version + 1, data = %s "
-                        "WHERE room = %s AND version = %s", (data, room, version))
+                        "WHERE room = %s AND version = %s",
+                        (data, room, version),
+                    )
                 else:
                     cur = await conn.execute(
                         "INSERT INTO collab_snapshots (room, version, data) VALUES (%s, 1, %s) "
-                        "ON CONFLICT (room) DO NOTHING", (room, data))
+                        "ON CONFLICT (room) DO NOTHING",
+                        (room, data),
+                    )
                 if cur.rowcount != 1:
                     # Leaving the block with an exception rolls back: nothing deleted.
                     raise VersionConflict(
-                        f"compact {room!r}: snapshot version {version} changed meanwhile")
+                        f"compact {room!r}: snapshot version {version} changed meanwhile"
+                    )
                 await conn.execute(
-                    "DELETE FROM collab_updates WHERE room = %s AND seq = ANY(%s)", (room, seqs))
+                    "DELETE FROM collab_updates WHERE room = %s AND seq = ANY(%s)", (room, seqs)
+                )
 
     async def _read(self, room: str) -> tuple[int, list[tuple[int, bytes]]]:
         """Snapshot version (0 = none) and [(0, snapshot), (seq, update), ...],
@@ -167,13 +184,15 @@ class PostgresStore:
             async with conn.transaction():
                 await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 cur = await conn.execute(
-                    "SELECT version, data FROM collab_snapshots WHERE room = %s", (room,))
+                    "SELECT version, data FROM collab_snapshots WHERE room = %s", (room,)
+                )
                 row = await cur.fetchone()
                 version = int(row[0]) if row else 0
                 if row:
                     out.append((0, bytes(row[1])))
                 cur = await conn.execute(
-                    "SELECT seq, data FROM collab_updates WHERE room = %s ORDER BY seq", (room,))
+                    "SELECT seq, data FROM collab_updates WHERE room = %s ORDER BY seq", (room,)
+                )
                 for seq, data in await cur.fetchall():
                     out.append((int(seq), bytes(data)))
         return version, out
@@ -191,8 +210,10 @@ class PostgresStore:
     async def rooms(self) -> list[str]:
         try:
             async with self.pool.connection(timeout=CONNECT_TIMEOUT) as conn:
-                cur = await conn.execute("SELECT room FROM collab_snapshots UNION "
-                                         "SELECT room FROM collab_updates ORDER BY 1")
+                cur = await conn.execute(
+                    "SELECT room FROM collab_snapshots UNION "
+                    "SELECT room FROM collab_updates ORDER BY 1"
+                )
                 return [str(row[0]) for row in await cur.fetchall()]
         except (psycopg.Error, PoolTimeout) as exc:
             raise self._error("list rooms", exc) from exc
@@ -203,4 +224,3 @@ class PostgresStore:
                 await conn.execute("SELECT 1")
         except (psycopg.Error, PoolTimeout) as exc:
             raise self._error("PostgreSQL check failed", exc) from exc
-

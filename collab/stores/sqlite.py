@@ -50,7 +50,7 @@ class SQLiteStore:
         prefix = "sqlite:///"
         if not url.startswith(prefix) or len(url) == len(prefix):
             raise ConfigError(f"COLLAB_STORE_URL {url!r}: expected sqlite:///path/to/file")
-        return cls(url[len(prefix):])
+        return cls(url[len(prefix) :])
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -86,7 +86,8 @@ class SQLiteStore:
         try:
             async with self._lock:
                 await self.db.execute(
-                    "INSERT INTO updates (room, data) VALUES (?, ?)", (room, update))
+                    "INSERT INTO updates (room, data) VALUES (?, ?)", (room, update)
+                )
                 async with self.db.execute(
                     "SELECT COUNT(*) FROM updates WHERE room = ?", (room,)
                 ) as cur:

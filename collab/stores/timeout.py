@@ -52,8 +52,7 @@ class TimedStore:
             raise
         if not done:
             self._abandon(task)
-            raise StoreError(f"{what}: no answer within {self.timeout:g}s "
-                             "(COLLAB_STORE_TIMEOUT)")
+            raise StoreError(f"{what}: no answer within {self.timeout:g}s (COLLAB_STORE_TIMEOUT)")
         # A driver that cancelled its own call is a store failure, not a
         # cancellation of the caller (which would end the caller's task).
         # Other exceptions are bugs and stay what they are (1011, not 1013).

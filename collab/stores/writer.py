@@ -40,8 +40,18 @@ RETRY_CAP = 5.0
 
 
 class _Pending:
-    __slots__ = ("attempts", "base", "collapsing", "doc", "first_at", "lock", "size", "timer",
-                 "updates", "writing")
+    __slots__ = (
+        "attempts",
+        "base",
+        "collapsing",
+        "doc",
+        "first_at",
+        "lock",
+        "size",
+        "timer",
+        "updates",
+        "writing",
+    )
 
     def __init__(self) -> None:
         self.updates: list[bytes] = []
@@ -64,12 +74,18 @@ class Writer:
     observer: every update a room integrates is buffered, except those that
     came from the store itself."""
 
-    def __init__(self, store: Store, *, debounce: float, max_wait: float,
-                 compact_threshold: int,
-                 on_result: Callable[[str, float, BaseException | None], None] | None = None,
-                 on_stored: Callable[[str, int], Awaitable[None]] | None = None,
-                 buffer_bytes: int = 1 << 62,
-                 on_collapse: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        debounce: float,
+        max_wait: float,
+        compact_threshold: int,
+        on_result: Callable[[str, float, BaseException | None], None] | None = None,
+        on_stored: Callable[[str, int], Awaitable[None]] | None = None,
+        buffer_bytes: int = 1 << 62,
+        on_collapse: Callable[[], None] | None = None,
+    ) -> None:
         self.store = store
         self.debounce = debounce
         self.max_wait = max_wait
@@ -122,8 +138,13 @@ class Writer:
         if doc is None or p.size - p.base <= self._buffer_bytes or self._pending.get(room) is not p:
             return  # written (or unloaded) meanwhile
         snapshot = doc.get_update()
-        log.warning("unstored edits of room %r passed %d bytes: kept as one %d-byte "
-                    "snapshot of the document", room, self._buffer_bytes, len(snapshot))
+        log.warning(
+            "unstored edits of room %r passed %d bytes: kept as one %d-byte "
+            "snapshot of the document",
+            room,
+            self._buffer_bytes,
+            len(snapshot),
+        )
         p.updates, p.size = [snapshot], len(snapshot)
         p.base = p.size
         if self._on_collapse is not None:
@@ -174,16 +195,20 @@ class Writer:
                 self._report(room, started, exc)
                 delay = RETRY_MIN + backoff_delay(p.attempts, RETRY_BASE, RETRY_CAP)
                 p.attempts += 1
-                log.error("storing room %r failed (attempt %d), retrying in %.1fs: %s",
-                          room, p.attempts, delay, exc)
+                log.error(
+                    "storing room %r failed (attempt %d), retrying in %.1fs: %s",
+                    room,
+                    p.attempts,
+                    delay,
+                    exc,
+                )
                 if not self._closed:
                     if p.timer is not None:
                         p.timer.cancel()
                     p.timer = asyncio.get_running_loop().call_later(delay, self._fire, room)
                 raise
             if p.attempts:
-                log.info("storing room %r works again after %d failed attempts", room,
-                         p.attempts)
+                log.info("storing room %r works again after %d failed attempts", room, p.attempts)
             log.debug("stored %d bytes of room %r (log rows: %d)", len(data), room, rows)
             p.attempts = p.base = 0
             self._report(room, started, None)

@@ -105,16 +105,42 @@ class Connection:
     """
 
     # Thousands of these live at once: no per-instance __dict__.
-    __slots__ = ("_abort", "_abort_send", "_abort_timer", "_asgi_send", "_direct", "_max_bytes",
-                 "_max_frames", "_on_overflow", "_on_sent", "_queue", "_queued_bytes",
-                 "_sender_task", "_sending", "_wake", "close_code", "close_reason", "id",
-                 "path", "state", "stats")
+    __slots__ = (
+        "_abort",
+        "_abort_send",
+        "_abort_timer",
+        "_asgi_send",
+        "_direct",
+        "_max_bytes",
+        "_max_frames",
+        "_on_overflow",
+        "_on_sent",
+        "_queue",
+        "_queued_bytes",
+        "_sender_task",
+        "_sending",
+        "_wake",
+        "close_code",
+        "close_reason",
+        "id",
+        "path",
+        "state",
+        "stats",
+    )
 
-    def __init__(self, conn_id: str, send: ASGISend, *, max_frames: int, max_bytes: int,
-                 path: str = "", direct: DirectWrite | None = None,
-                 on_sent: Callable[[str, int], None] | None = None,
-                 on_overflow: Callable[[], None] | None = None,
-                 abort: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        conn_id: str,
+        send: ASGISend,
+        *,
+        max_frames: int,
+        max_bytes: int,
+        path: str = "",
+        direct: DirectWrite | None = None,
+        on_sent: Callable[[str, int], None] | None = None,
+        on_overflow: Callable[[], None] | None = None,
+        abort: Callable[[], None] | None = None,
+    ) -> None:
         """``on_sent(label, size)`` is called for every frame written (the
         metrics tally); ``on_overflow()`` when the queue bound closes it;
         ``abort()`` drops the socket and what its transport still buffers
@@ -157,8 +183,9 @@ class Connection:
         # An empty queue always takes one frame, however large: a big
         # document's step2 must not count as a slow client.
         queue = self._queue
-        if queue and (len(queue) >= self._max_frames
-                      or self._queued_bytes + len(frame) > self._max_bytes):
+        if queue and (
+            len(queue) >= self._max_frames or self._queued_bytes + len(frame) > self._max_bytes
+        ):
             if self._on_overflow is not None:
                 self._on_overflow()
             log.warning("outbound queue full, closing", extra={"conn_id": self.id})
@@ -236,8 +263,13 @@ class Connection:
 
     async def _send_close(self) -> None:
         try:
-            await self._asgi_send({"type": "websocket.close", "code": self.close_code,
-                                   "reason": self.close_reason[:120]})
+            await self._asgi_send(
+                {
+                    "type": "websocket.close",
+                    "code": self.close_code,
+                    "reason": self.close_reason[:120],
+                }
+            )
         except (OSError, RuntimeError) as exc:
             log.debug("close failed: %s", exc, extra={"conn_id": self.id})
 
@@ -246,8 +278,9 @@ class Connection:
         with our uvicorn protocol its transport and every byte buffered there."""
         if self.state is State.CLOSED:
             return
-        log.warning("socket did not end after its close: aborting the socket",
-                    extra={"conn_id": self.id})
+        log.warning(
+            "socket did not end after its close: aborting the socket", extra={"conn_id": self.id}
+        )
         if self._queue:
             self._queue.clear()
         self._queued_bytes = 0
@@ -264,8 +297,9 @@ class Connection:
 
     def _transition(self, expected: State, to: State) -> None:
         if self.state is not expected:
-            raise RuntimeError(f"connection {self.id}: {self.state.value} -> {to.value}, "
-                               f"expected {expected.value}")
+            raise RuntimeError(
+                f"connection {self.id}: {self.state.value} -> {to.value}, expected {expected.value}"
+            )
         self.state = to
 
     def finish(self, client_code: int | None, client_reason: str, room: str) -> CloseRecord:
@@ -282,7 +316,17 @@ class Connection:
         else:
             code = client_code if client_code is not None else CloseCode.NO_STATUS
             reason = client_reason
-            who = (Initiator.ABNORMAL if code in (CloseCode.NO_STATUS, CloseCode.ABNORMAL)
-                   else Initiator.CLIENT)
-        return CloseRecord(self.id, room, int(code), reason, who,
-                           time.monotonic() - self.stats.opened_at, self.stats)
+            who = (
+                Initiator.ABNORMAL
+                if code in (CloseCode.NO_STATUS, CloseCode.ABNORMAL)
+                else Initiator.CLIENT
+            )
+        return CloseRecord(
+            self.id,
+            room,
+            int(code),
+            reason,
+            who,
+            time.monotonic() - self.stats.opened_at,
+            self.stats,
+        )

@@ -30,16 +30,30 @@ class _Session(Protocol):
 class SessionClass(Protocol):
     endpoint: str
 
-    def __call__(self, server: CollabServer, hooks: HookRunner, metrics: Metrics,
-                 scope: Scope, receive: Receive, send: Send, conn: Connection) -> _Session: ...
+    def __call__(
+        self,
+        server: CollabServer,
+        hooks: HookRunner,
+        metrics: Metrics,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        conn: Connection,
+    ) -> _Session: ...
 
 
 class SocketEndpoint:
     """Runs the handshake's gates, then gives each socket its
     :class:`Connection` and its protocol's session."""
 
-    def __init__(self, server: CollabServer, hooks: HookRunner, metrics: Metrics,
-                 session_cls: SessionClass, gates: Sequence[Gate] = ()) -> None:
+    def __init__(
+        self,
+        server: CollabServer,
+        hooks: HookRunner,
+        metrics: Metrics,
+        session_cls: SessionClass,
+        gates: Sequence[Gate] = (),
+    ) -> None:
         self._server = server
         self._gates = tuple(gates)
         self._hooks = hooks
@@ -56,11 +70,18 @@ class SocketEndpoint:
         s = self._server.settings
         # Under `collab serve` our uvicorn protocol has already given the id.
         conn_id = scope.get(CONN_ID_SCOPE_KEY) or new_connection_id()
-        conn = Connection(conn_id, send, max_frames=s.outbound_queue_frames,
-                          max_bytes=s.outbound_queue_bytes, path=scope.get("path", ""),
-                          direct=scope.get(DIRECT_SCOPE_KEY), on_sent=self._count_out,
-                          on_overflow=self._metrics.queue_overflows.inc,
-                          abort=scope.get(ABORT_SCOPE_KEY))
-        session = self._session_cls(self._server, self._hooks, self._metrics, scope, receive,
-                                    send, conn)
+        conn = Connection(
+            conn_id,
+            send,
+            max_frames=s.outbound_queue_frames,
+            max_bytes=s.outbound_queue_bytes,
+            path=scope.get("path", ""),
+            direct=scope.get(DIRECT_SCOPE_KEY),
+            on_sent=self._count_out,
+            on_overflow=self._metrics.queue_overflows.inc,
+            abort=scope.get(ABORT_SCOPE_KEY),
+        )
+        session = self._session_cls(
+            self._server, self._hooks, self._metrics, scope, receive, send, conn
+        )
         await session.serve()

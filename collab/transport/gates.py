@@ -63,18 +63,29 @@ async def refuse(refusal: Refusal, scope: Scope, receive: Receive, send: Send) -
     if message["type"] != "websocket.connect":
         return  # the client is gone already
     client = scope.get("client")
-    log.info("handshake refused: %d %s", refusal.status, refusal.reason, extra={
-        "conn_id": "-", "reason": refusal.label, "path": redact_url(scope.get("path", "")),
-        "client": f"{client[0]}:{client[1]}" if client else "-"})
+    log.info(
+        "handshake refused: %d %s",
+        refusal.status,
+        refusal.reason,
+        extra={
+            "conn_id": "-",
+            "reason": refusal.label,
+            "path": redact_url(scope.get("path", "")),
+            "client": f"{client[0]}:{client[1]}" if client else "-",
+        },
+    )
     if HTTP_RESPONSE_EXTENSION not in (scope.get("extensions") or {}):
         await send({"type": "websocket.close", "code": 1008, "reason": refusal.reason[:120]})
         return
     body = refusal.reason.encode("utf-8")
-    headers = [(b"content-type", b"text/plain; charset=utf-8"),
-               (b"content-length", str(len(body)).encode("ascii"))]
+    headers = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode("ascii")),
+    ]
     headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in refusal.headers]
-    await send({"type": "websocket.http.response.start", "status": refusal.status,
-                "headers": headers})
+    await send(
+        {"type": "websocket.http.response.start", "status": refusal.status, "headers": headers}
+    )
     await send({"type": "websocket.http.response.body", "body": body})
 
 

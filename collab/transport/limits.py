@@ -55,8 +55,9 @@ class ClientKey:
             try:
                 networks.append(ipaddress.ip_network(part.strip(), strict=False))
             except ValueError as exc:
-                raise ConfigError(f"COLLAB_TRUSTED_PROXIES: {part.strip()!r} is neither a hop "
-                                  "count nor a CIDR") from exc
+                raise ConfigError(
+                    f"COLLAB_TRUSTED_PROXIES: {part.strip()!r} is neither a hop count nor a CIDR"
+                ) from exc
         return cls(networks=tuple(networks))
 
     def of(self, scope: Scope) -> str:
@@ -83,8 +84,9 @@ class ClientKey:
 
 
 def _forwarded(scope: Scope) -> list[str]:
-    values = [v.decode("latin-1") for k, v in scope.get("headers", [])
-              if k.lower() == b"x-forwarded-for"]
+    values = [
+        v.decode("latin-1") for k, v in scope.get("headers", []) if k.lower() == b"x-forwarded-for"
+    ]
     return [a.strip() for v in values for a in v.split(",") if a.strip()]
 
 
@@ -135,8 +137,12 @@ class ConnectionLimit:
     def admit(self, scope: Scope) -> Refusal | None:
         if self._count() < self._limit:
             return None
-        return Refusal(503, f"connection limit reached ({self._limit} open)",
-                       "max_connections", (("Retry-After", "5"),))
+        return Refusal(
+            503,
+            f"connection limit reached ({self._limit} open)",
+            "max_connections",
+            (("Retry-After", "5"),),
+        )
 
 
 class ConnectRate:
@@ -144,9 +150,15 @@ class ConnectRate:
     once. Every attempt admitted takes a token; past it, HTTP 429 with the
     seconds until the next token in ``Retry-After``."""
 
-    def __init__(self, per_minute: float, burst: int, key: ClientKey, *,
-                 max_clients: int = MAX_CLIENTS,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        per_minute: float,
+        burst: int,
+        key: ClientKey,
+        *,
+        max_clients: int = MAX_CLIENTS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._rate = per_minute / 60.0
         self._burst = float(burst)
         self._key = key
@@ -174,5 +186,9 @@ class ConnectRate:
             bucket[0] -= 1.0
             return None
         wait = math.ceil((1.0 - bucket[0]) / self._rate) if self._rate > 0 else 60
-        return Refusal(429, "too many connection attempts; retry later", "connect_rate",
-                       (("Retry-After", str(max(1, wait))),))
+        return Refusal(
+            429,
+            "too many connection attempts; retry later",
+            "connect_rate",
+            (("Retry-After", str(max(1, wait))),),
+        )

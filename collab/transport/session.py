@@ -41,8 +41,16 @@ class Session:
 
     endpoint = "ywebsocket"
 
-    def __init__(self, server: CollabServer, hooks: HookRunner, metrics: Metrics,
-                 scope: Scope, receive: Receive, send: Send, conn: Connection) -> None:
+    def __init__(
+        self,
+        server: CollabServer,
+        hooks: HookRunner,
+        metrics: Metrics,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        conn: Connection,
+    ) -> None:
         self.server = server
         self.settings = server.settings
         self.hooks = hooks
@@ -65,8 +73,10 @@ class Session:
     def headers(self) -> dict[str, str]:
         """Request headers, lower-cased; decoded on first use only (the
         authenticate hook), not kept for every idle socket."""
-        return {k.decode("latin-1").lower(): v.decode("latin-1")
-                for k, v in self.scope.get("headers", [])}
+        return {
+            k.decode("latin-1").lower(): v.decode("latin-1")
+            for k, v in self.scope.get("headers", [])
+        }
 
     @property
     def room_names(self) -> str:
@@ -128,12 +138,16 @@ class Session:
             raise RuntimeError(f"expected websocket.connect, got {message['type']!r}")
         offered = self._subprotocols()
         # Browsers require the server to pick one of the offered protocols.
-        await self._send({"type": "websocket.accept",
-                          "subprotocol": offered[0] if offered else None})
+        await self._send(
+            {"type": "websocket.accept", "subprotocol": offered[0] if offered else None}
+        )
         self._accepted = True
         client = self.scope.get("client")
-        extra: dict[str, Any] = {**self.extra, "endpoint": self.endpoint,
-                                 "client": f"{client[0]}:{client[1]}" if client else "-"}
+        extra: dict[str, Any] = {
+            **self.extra,
+            "endpoint": self.endpoint,
+            "client": f"{client[0]}:{client[1]}" if client else "-",
+        }
         forwarded = header(self.scope, b"x-forwarded-for")
         if forwarded is not None:
             extra["forwarded_for"] = forwarded
@@ -144,8 +158,9 @@ class Session:
         """The built-in JWT check, then the authenticate hook (see HookRunner)."""
         if not self.hooks.checks_access:
             return AuthResult.allow()
-        request = AuthRequest(self.conn.id, room, self.token() if token is None else token,
-                              self.headers, self.query)
+        request = AuthRequest(
+            self.conn.id, room, self.token() if token is None else token, self.headers, self.query
+        )
         result = await self.hooks.authenticate(request)
         if not result.allowed:
             log.info("authentication denied: %s", result.reason, extra=self.extra)
@@ -166,8 +181,10 @@ class Session:
     async def connected(self, name: str, result: AuthResult) -> None:
         """``name`` is open on this socket: note it, tell the on_connect hook."""
         self.rooms[name] = None
-        ok = await self.hooks.run(self.hooks.hooks.on_connect, ConnectEvent(
-            self.conn.id, name, result.readonly, dict(result.context)))
+        ok = await self.hooks.run(
+            self.hooks.hooks.on_connect,
+            ConnectEvent(self.conn.id, name, result.readonly, dict(result.context)),
+        )
         if not ok:
             self.conn.close(CloseCode.INTERNAL, "on_connect hook failed")
 
@@ -223,8 +240,11 @@ class Session:
             data = message.get("bytes")
             if data is None:
                 self.metrics.frame_rejected(self.endpoint, "text_frame")
-                self._close_for(CloseError("text frames are not part of the protocol",
-                                           CloseCode.UNSUPPORTED_DATA))
+                self._close_for(
+                    CloseError(
+                        "text frames are not part of the protocol", CloseCode.UNSUPPORTED_DATA
+                    )
+                )
                 continue
             conn.stats.frames_in += 1
             conn.stats.bytes_in += len(data)
@@ -234,15 +254,19 @@ class Session:
                 stamp = now
                 if tokens < 1.0:
                     self.metrics.frame_rejected(self.endpoint, "frame_rate")
-                    self._close_for(CloseError(
-                        f"more than {rate:g} frames per second (burst {burst:g})",
-                        CloseCode.POLICY))
+                    self._close_for(
+                        CloseError(
+                            f"more than {rate:g} frames per second (burst {burst:g})",
+                            CloseCode.POLICY,
+                        )
+                    )
                     continue
                 tokens -= 1.0
             if len(data) > limit:
                 self.metrics.frame_rejected(self.endpoint, "too_big")
-                self._close_for(CloseError(f"frame of {len(data)} bytes exceeds {limit}",
-                                           CloseCode.TOO_BIG))
+                self._close_for(
+                    CloseError(f"frame of {len(data)} bytes exceeds {limit}", CloseCode.TOO_BIG)
+                )
                 continue
             try:
                 self.handle_frame(data)
@@ -262,11 +286,22 @@ class Session:
             self.metrics.connection_closed(self.endpoint, record)
             level = logging.WARNING if record.initiator is Initiator.ABNORMAL else logging.INFO
             s = record.stats
-            log.log(level, "connection closed", extra={
-                "conn_id": record.connection_id, "room": record.room or "-",
-                "code": record.code, "reason": record.reason,
-                "initiator": record.initiator.value, "duration": round(record.duration, 3),
-                "frames_in": s.frames_in, "bytes_in": s.bytes_in,
-                "frames_out": s.frames_out, "bytes_out": s.bytes_out,
-                "last_frame": s.last_frame_type, "endpoint": self.endpoint})
+            log.log(
+                level,
+                "connection closed",
+                extra={
+                    "conn_id": record.connection_id,
+                    "room": record.room or "-",
+                    "code": record.code,
+                    "reason": record.reason,
+                    "initiator": record.initiator.value,
+                    "duration": round(record.duration, 3),
+                    "frames_in": s.frames_in,
+                    "bytes_in": s.bytes_in,
+                    "frames_out": s.frames_out,
+                    "bytes_out": s.bytes_out,
+                    "last_frame": s.last_frame_type,
+                    "endpoint": self.endpoint,
+                },
+            )
             await self.hooks.run(self.hooks.hooks.on_disconnect, record)

@@ -49,11 +49,19 @@ from .connection import (
 log = logging.getLogger("collab.uvicorn")
 
 # What we override; checked so a uvicorn upgrade that renames them falls back loudly.
-_OVERRIDDEN = ("connection_made", "handle_connect", "keepalive_timeout", "connection_lost",
-               "handle_parser_exception", "shutdown", "stop_keepalive")
+_OVERRIDDEN = (
+    "connection_made",
+    "handle_connect",
+    "keepalive_timeout",
+    "connection_lost",
+    "handle_parser_exception",
+    "shutdown",
+    "stop_keepalive",
+)
 SHUTDOWN_REASON = "server shutting down"
 # Pings a client may send at once before the rate applies.
 PING_BURST = 10.0
+
 
 def _disconnect(code: int, reason: str = "", *, by_server: bool = False) -> Any:
     """A ``websocket.disconnect`` event (typed Any: it carries our extra key)."""
@@ -81,7 +89,8 @@ class CollabWebSocketProtocol(WebSocketsSansIOProtocol):
         # own lines about this socket carry it too (the API Gateway incident).
         self.collab_conn_id = new_connection_id()
         self.logger = _ConnLogger(  # type: ignore[assignment]
-            logging.getLogger("uvicorn.error"), {"conn_id": self.collab_conn_id})
+            logging.getLogger("uvicorn.error"), {"conn_id": self.collab_conn_id}
+        )
         self.conn.logger = self.logger  # the websockets protocol's own lines
         self.pings_ignored = 0
         self._ping_tokens, self._ping_stamp = PING_BURST, 0.0
@@ -130,8 +139,7 @@ class CollabWebSocketProtocol(WebSocketsSansIOProtocol):
     def keepalive_timeout(self) -> None:
         if not (self.close_sent or self.transport.is_closing() or self.disconnected):
             # uvicorn sends 1011 "keepalive ping timeout" right after this.
-            self.queue.put_nowait(_disconnect(1011, "keepalive ping timeout",
-                                              by_server=True))
+            self.queue.put_nowait(_disconnect(1011, "keepalive ping timeout", by_server=True))
         super().keepalive_timeout()
         # A peer that does not answer pings does not read either: closing
         # would wait for its write buffer to drain, which it never does.
@@ -157,8 +165,12 @@ class CollabWebSocketProtocol(WebSocketsSansIOProtocol):
         super().shutdown()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if (self.handshake_complete and not self.disconnected and not self.close_sent
-                and self.conn.close_rcvd is None):
+        if (
+            self.handshake_complete
+            and not self.disconnected
+            and not self.close_sent
+            and self.conn.close_rcvd is None
+        ):
             # Gone without a close frame: that is 1006, not 1005.
             self.queue.put_nowait(_disconnect(1006, "connection lost without a close frame"))
         super().connection_lost(exc)
@@ -168,10 +180,11 @@ def protocol_class(ping_rate: float | None = None) -> type[asyncio.Protocol] | s
     """The ``ws=`` argument for uvicorn: ours when this uvicorn has what it
     overrides, else "auto" (stock behaviour, with a warning). ``ping_rate``:
     pings answered per second (``COLLAB_PING_ANSWER_RATE``)."""
-    if not all(
-            callable(getattr(WebSocketsSansIOProtocol, name, None)) for name in _OVERRIDDEN):
-        log.warning("uvicorn's websockets protocol is not the expected one: 1005/1006 and "
-                    "keepalive closes are reported as uvicorn reports them")
+    if not all(callable(getattr(WebSocketsSansIOProtocol, name, None)) for name in _OVERRIDDEN):
+        log.warning(
+            "uvicorn's websockets protocol is not the expected one: 1005/1006 and "
+            "keepalive closes are reported as uvicorn reports them"
+        )
         return "auto"
     if ping_rate is None:
         return CollabWebSocketProtocol
@@ -201,8 +214,7 @@ class DirectWriter:
         # OPEN ends as soon as either side sends a close frame (uvicorn's own
         # closes included); a vanished peer shows as a closing transport.
         p = self._proto
-        return (p.conn.state is WSState.OPEN and p.writable.is_set()
-                and not p.transport.is_closing())
+        return p.conn.state is WSState.OPEN and p.writable.is_set() and not p.transport.is_closing()
 
     def write(self, payload: bytes) -> None:
         self._proto.transport.write(binary_frame(payload))

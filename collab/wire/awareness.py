@@ -64,8 +64,7 @@ def _depth(state: str) -> int:
 def check_state(client_id: int, state: str) -> None:
     """Raise InvalidPayload (1007) unless ``state`` is JSON a browser can take."""
     if _depth(state) > MAX_DEPTH:
-        raise InvalidPayload(
-            f"awareness state of client {client_id} nests deeper than {MAX_DEPTH}")
+        raise InvalidPayload(f"awareness state of client {client_id} nests deeper than {MAX_DEPTH}")
     try:
         json.loads(state, parse_constant=_reject_constant, parse_float=_finite)
     except (ValueError, RecursionError) as exc:
@@ -84,8 +83,10 @@ def decode_update(update: bytes, *, max_state_bytes: int | None = None) -> list[
             raise InvalidPayload("awareness client id or clock is not below 2**53")
         raw, pos = read_var_bytes(update, pos)
         if max_state_bytes is not None and len(raw) > max_state_bytes:
-            raise TooLarge(f"awareness state of client {client_id} is {len(raw)} bytes, "
-                           f"more than {max_state_bytes}")
+            raise TooLarge(
+                f"awareness state of client {client_id} is {len(raw)} bytes, "
+                f"more than {max_state_bytes}"
+            )
         try:
             state = raw.decode("utf-8")
         except UnicodeDecodeError as exc:

@@ -147,8 +147,17 @@ class Ack:
     connection: str = ""
 
 
-Message = (Update | Awareness | Stateless | SyncRequest | SyncReply | ConnSend | ConnClose
-           | RoomClose | Ack)
+Message = (
+    Update
+    | Awareness
+    | Stateless
+    | SyncRequest
+    | SyncReply
+    | ConnSend
+    | ConnClose
+    | RoomClose
+    | Ack
+)
 
 
 def encode(msg: Message) -> bytes:
@@ -202,16 +211,26 @@ def decode(data: bytes) -> Message:
 
 def _encode_control(msg: ConnSend | ConnClose | RoomClose | Ack) -> tuple[Kind, bytes]:
     if isinstance(msg, ConnSend):
-        return Kind.CONN_SEND, (write_var_string(msg.request) + write_var_string(msg.room)
-                                + msg.payload.encode("utf-8"))
+        return Kind.CONN_SEND, (
+            write_var_string(msg.request) + write_var_string(msg.room) + msg.payload.encode("utf-8")
+        )
     if isinstance(msg, ConnClose):
-        return Kind.CONN_CLOSE, (write_var_string(msg.request) + write_var_uint(msg.code)
-                                 + msg.reason.encode("utf-8"))
+        return Kind.CONN_CLOSE, (
+            write_var_string(msg.request) + write_var_uint(msg.code) + msg.reason.encode("utf-8")
+        )
     if isinstance(msg, RoomClose):
-        return Kind.ROOM_CLOSE, (write_var_string(msg.room) + write_var_uint(msg.code)
-                                 + write_var_uint(int(msg.delete)) + msg.reason.encode("utf-8"))
-    return Kind.ACK, (write_var_string(msg.target) + write_var_string(msg.request)
-                      + write_var_uint(msg.status) + write_var_uint(msg.count))
+        return Kind.ROOM_CLOSE, (
+            write_var_string(msg.room)
+            + write_var_uint(msg.code)
+            + write_var_uint(int(msg.delete))
+            + msg.reason.encode("utf-8")
+        )
+    return Kind.ACK, (
+        write_var_string(msg.target)
+        + write_var_string(msg.request)
+        + write_var_uint(msg.status)
+        + write_var_uint(msg.count)
+    )
 
 
 def _decode_control(kind: Kind, sender: str, connection: str, data: bytes, pos: int) -> Message:
@@ -227,8 +246,9 @@ def _decode_control(kind: Kind, sender: str, connection: str, data: bytes, pos: 
         room, pos = read_var_string(data, pos)
         code, pos = read_var_uint(data, pos)
         flags, pos = read_var_uint(data, pos)
-        return RoomClose(sender, room, code, bytes(data[pos:]).decode("utf-8"),
-                         bool(flags & 1), connection)
+        return RoomClose(
+            sender, room, code, bytes(data[pos:]).decode("utf-8"), bool(flags & 1), connection
+        )
     target, pos = read_var_string(data, pos)
     request, pos = read_var_string(data, pos)
     status, pos = read_var_uint(data, pos)

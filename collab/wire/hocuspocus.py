@@ -185,8 +185,18 @@ class Pong:
     pass
 
 
-Addressed = (Sync | Awareness | AuthToken | PermissionDenied | Authenticated | QueryAwareness
-             | Stateless | BroadcastStateless | Close | SyncStatus)
+Addressed = (
+    Sync
+    | Awareness
+    | AuthToken
+    | PermissionDenied
+    | Authenticated
+    | QueryAwareness
+    | Stateless
+    | BroadcastStateless
+    | Close
+    | SyncStatus
+)
 Message = Addressed | Ping | Pong
 
 
@@ -282,13 +292,19 @@ def encode_auth_token(address: str, token: str, version: str | None = None) -> b
 
 
 def encode_permission_denied(address: str, reason: str) -> bytes:
-    return (_head(address, MessageType.AUTH) + bytes((AuthType.PERMISSION_DENIED,))
-            + lib0.write_var_string(reason))
+    return (
+        _head(address, MessageType.AUTH)
+        + bytes((AuthType.PERMISSION_DENIED,))
+        + lib0.write_var_string(reason)
+    )
 
 
 def encode_authenticated(address: str, scope: Scope) -> bytes:
-    return (_head(address, MessageType.AUTH) + bytes((AuthType.AUTHENTICATED,))
-            + lib0.write_var_string(scope.value))
+    return (
+        _head(address, MessageType.AUTH)
+        + bytes((AuthType.AUTHENTICATED,))
+        + lib0.write_var_string(scope.value)
+    )
 
 
 def encode_query_awareness(address: str) -> bytes:
@@ -317,9 +333,13 @@ def encode_sync_status(address: str, applied: bool) -> bytes:
 _SYNC_NAMES = ("SyncStep1", "SyncStep2", "SyncUpdate")
 _AUTH_NAMES = ("AuthToken", "PermissionDenied", "Authenticated")
 _TYPE_NAMES: dict[int, str] = {
-    MessageType.AWARENESS: "Awareness", MessageType.QUERY_AWARENESS: "QueryAwareness",
-    MessageType.STATELESS: "Stateless", MessageType.BROADCAST_STATELESS: "BroadcastStateless",
-    MessageType.CLOSE: "Close", MessageType.SYNC_STATUS: "SyncStatus"}
+    MessageType.AWARENESS: "Awareness",
+    MessageType.QUERY_AWARENESS: "QueryAwareness",
+    MessageType.STATELESS: "Stateless",
+    MessageType.BROADCAST_STATELESS: "BroadcastStateless",
+    MessageType.CLOSE: "Close",
+    MessageType.SYNC_STATUS: "SyncStatus",
+}
 
 _BARE_NAMES: dict[int, str] = {MessageType.PING: "Ping", MessageType.PONG: "Pong"}
 

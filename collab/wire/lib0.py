@@ -63,5 +63,3 @@ def read_var_string(buf: bytes, pos: int) -> tuple[str, int]:
         return raw.decode("utf-8"), pos
     except UnicodeDecodeError as exc:
         raise ProtocolError("string is not UTF-8") from exc
-
-

@@ -96,10 +96,16 @@ def decode_message(frame: bytes) -> Message:
     raise ProtocolError(f"unknown message type {kind}")
 
 
-_KIND_NAMES: dict[int, str] = {MessageType.AWARENESS: "Awareness", MessageType.AUTH: "Auth",
-                               MessageType.QUERY_AWARENESS: "QueryAwareness"}
-_SYNC_KIND_NAMES: dict[int, str] = {SyncType.STEP1: "SyncStep1", SyncType.STEP2: "SyncStep2",
-                                    SyncType.UPDATE: "SyncUpdate"}
+_KIND_NAMES: dict[int, str] = {
+    MessageType.AWARENESS: "Awareness",
+    MessageType.AUTH: "Auth",
+    MessageType.QUERY_AWARENESS: "QueryAwareness",
+}
+_SYNC_KIND_NAMES: dict[int, str] = {
+    SyncType.STEP1: "SyncStep1",
+    SyncType.STEP2: "SyncStep2",
+    SyncType.UPDATE: "SyncUpdate",
+}
 
 
 def frame_kind(frame: bytes) -> str:

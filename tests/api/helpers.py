@@ -18,16 +18,21 @@ OTHER_KEY = "rotated-api-key-fedcba9876543210"
 
 
 def settings(**kw: Any) -> Settings:
-    base: dict[str, Any] = {"store_url": "memory://", "room_grace": 0.3,
-                            "flush_debounce": 0.05, "flush_max_wait": 0.2,
-                            "api_keys": f"{API_KEY}, {OTHER_KEY}"}
+    base: dict[str, Any] = {
+        "store_url": "memory://",
+        "room_grace": 0.3,
+        "flush_debounce": 0.05,
+        "flush_max_wait": 0.2,
+        "api_keys": f"{API_KEY}, {OTHER_KEY}",
+    }
     base.update(kw)
     return Settings(**base)
 
 
 @asynccontextmanager
-async def serve(app_settings: Settings | None = None, *,
-                store: Store | None = None, **kw: Any) -> AsyncIterator[RunningApp]:
+async def serve(
+    app_settings: Settings | None = None, *, store: Store | None = None, **kw: Any
+) -> AsyncIterator[RunningApp]:
     app = create_app(app_settings or settings(), store=store, **kw)
     async with run_app(app, ws_ping_interval=None) as srv:
         srv.app = app  # type: ignore[attr-defined]

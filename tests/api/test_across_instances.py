@@ -12,7 +12,6 @@ from collab.client import ApiClient
 from collab.errors import ApiError
 from tests.scaleout.helpers import T_MS, instances, js_client
 from tests.scaleout.test_instances import ACL_PASSWORD, ACL_USER, AUTH_TOKEN, redis_env
-from tests.support.fixtures import certs, redis_factory  # noqa: F401  (fixtures)
 
 from .helpers import API_KEY
 
@@ -20,12 +19,12 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_instance_a_reaches_connections_held_by_instance_b(
-        tmp_path: Path, redis_factory) -> None:  # noqa: F811
+    tmp_path: Path, redis_factory
+) -> None:
     server = redis_factory(tls=True, password=AUTH_TOKEN, users={ACL_USER: ACL_PASSWORD})
     env = {**redis_env(server, client_cert=False), "COLLAB_API_KEYS": API_KEY}
     async with instances(tmp_path, 2, env) as (a, b), js_client(tmp_path) as js:
-        await js.call("connect_hocuspocus", handle="h", url=f"{b.ws_url}/hocuspocus",
-                      name="shared")
+        await js.call("connect_hocuspocus", handle="h", url=f"{b.ws_url}/hocuspocus", name="shared")
         await js.call("connect", handle="y", url=b.ws_url, room="shared")
         api_a = ApiClient(f"{a.url}/api", API_KEY)
         api_b = ApiClient(f"{b.url}/api", API_KEY)

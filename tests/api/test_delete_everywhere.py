@@ -24,16 +24,19 @@ async def test_delete_on_a_closes_and_forgets_the_room_on_b() -> None:
     hub, store = MemoryHub(), MemoryStore()
     # A long debounce on B: its client's edit is still unwritten when the delete comes.
     slow = settings(flush_debounce=30, flush_max_wait=30)
-    async with serve(store=store, backplane=MemoryBackplane(hub)) as a, \
-            serve(slow, store=store, backplane=MemoryBackplane(hub)) as b:
+    async with (
+        serve(store=store, backplane=MemoryBackplane(hub)) as a,
+        serve(slow, store=store, backplane=MemoryBackplane(hub)) as b,
+    ):
         await api(a).edit_text("shared", "stored ")
         client = YClient(f"{b.ws_url}/shared", reconnect=False)
         await client.start()
         await asyncio.wait_for(client.synced.wait(), 5)
         client.text().insert(len(client.text()), "unwritten")
         b_rooms = b.app.state.collab.rooms
-        await wait_until(lambda: "unwritten" in str(b_rooms.get("shared").doc.get("text",
-                                                                                  type=Text)))
+        await wait_until(
+            lambda: "unwritten" in str(b_rooms.get("shared").doc.get("text", type=Text))
+        )
         result = await api(a).delete_room("shared")
         assert (result["closed_here"], result["deleted"]) == (0, True)
         await client.wait_closed(5)

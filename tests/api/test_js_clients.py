@@ -24,14 +24,16 @@ async def test_js_clients_see_server_updates_messages_and_closes(tmp_path: Path)
     async with serve() as srv, JSClient.start(tmp_path) as js:
         a = api(srv)
         await js.call("connect", handle="y", url=srv.ws_url, room="team/doc")
-        await js.call("connect_hocuspocus", handle="h", url=f"{srv.ws_url}/hocuspocus",
-                      name="team/doc")
+        await js.call(
+            "connect_hocuspocus", handle="h", url=f"{srv.ws_url}/hocuspocus", name="team/doc"
+        )
         await a.edit_text("team/doc", "from the API")
         await a.apply_update("team/doc", text_update("<binary> ", field="other"))
         for handle in ("y", "h"):
             await js.call("wait_text", handle=handle, equals="from the API", timeout_ms=T)
-            await js.call("wait_text", handle=handle, name="other", equals="<binary> ",
-                          timeout_ms=T)
+            await js.call(
+                "wait_text", handle=handle, name="other", equals="<binary> ", timeout_ms=T
+            )
 
         # A room message: Hocuspocus gets a stateless frame; y-websocket has none.
         sent = await a.message_room("team/doc", '{"kind": "notice"}')
@@ -66,31 +68,53 @@ async def test_js_clients_see_server_updates_messages_and_closes(tmp_path: Path)
 async def test_json_export_matches_what_js_clients_hold(tmp_path: Path) -> None:
     async with serve() as srv, JSClient.start(tmp_path) as js:
         await js.call("connect", handle="a", url=srv.ws_url, room="export")
-        await js.call("connect_hocuspocus", handle="b", url=f"{srv.ws_url}/hocuspocus",
-                      name="export")
+        await js.call(
+            "connect_hocuspocus", handle="b", url=f"{srv.ws_url}/hocuspocus", name="export"
+        )
         await js.call("insert", handle="a", text="Hello world, ", name="body")
-        await js.call("format", handle="a", index=0, length=5, name="body",
-                      attributes={"bold": True})
-        await js.call("wait_text", handle="b", name="body", equals="Hello world, ",
-                      timeout_ms=T)
+        await js.call(
+            "format", handle="a", index=0, length=5, name="body", attributes={"bold": True}
+        )
+        await js.call("wait_text", handle="b", name="body", equals="Hello world, ", timeout_ms=T)
         await js.call("insert", handle="b", text="from two clients", name="body")
-        await js.call("format", handle="b", index=6, length=5, name="body",
-                      attributes={"link": {"href": "https://example.com"}, "italic": True})
+        await js.call(
+            "format",
+            handle="b",
+            index=6,
+            length=5,
+            name="body",
+            attributes={"link": {"href": "https://example.com"}, "italic": True},
+        )
         await js.call("map_set", handle="a", key="title", value="Notes")
-        await js.call("map_set", handle="b", key="meta", value={"n": 3, "tags": ["x", "y"],
-                                                                 "ok": True, "pi": 3.5})
+        await js.call(
+            "map_set",
+            handle="b",
+            key="meta",
+            value={"n": 3, "tags": ["x", "y"], "ok": True, "pi": 3.5},
+        )
         await js.call("array_push", handle="a", values=[1, "two", {"three": 3}, None])
         types = {"body": "text", "map": "map", "array": "array", "missing": "text"}
         rich = {"body": "delta"}
 
         async def both() -> list[tuple[dict[str, Any], dict[str, Any]]]:
-            return [(await js.call("to_json", handle=h, types=types),
-                     await js.call("to_json", handle=h, types=rich)) for h in ("a", "b")]
+            return [
+                (
+                    await js.call("to_json", handle=h, types=types),
+                    await js.call("to_json", handle=h, types=rich),
+                )
+                for h in ("a", "b")
+            ]
 
         # Converged: both clients hold the same thing, every edit included.
-        held = await eventually(both, lambda p: p[0] == p[1] and "meta" in p[0][0]["map"]
-                                and len(p[0][0]["array"]) == 4
-                                and p[0][0]["body"] == "Hello world, from two clients")
+        held = await eventually(
+            both,
+            lambda p: (
+                p[0] == p[1]
+                and "meta" in p[0][0]["map"]
+                and len(p[0][0]["array"]) == 4
+                and p[0][0]["body"] == "Hello world, from two clients"
+            ),
+        )
         expected, expected_rich = held[0]
         assert expected_rich["body"][0] == {"insert": "Hello", "attributes": {"bold": True}}
 

@@ -25,16 +25,21 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_unauthorized_calls_get_401_and_leave_the_document_unchanged(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.DEBUG)
     async with serve() as srv, YClient(f"{srv.ws_url}/doc") as client:
         client.text().insert(0, "keep")
         await wait_until(lambda: srv.app.state.collab.rooms.get("doc").doc.get_state() != b"\x00")
         async with httpx.AsyncClient(base_url=f"{srv.url}/api") as http:
-            for headers in ({}, {"Authorization": "Bearer not-a-key-at-all-000"},
-                            {"Authorization": f"Basic {API_KEY}"}):
-                r = await http.post("/rooms/doc/update", content=text_update("evil"),
-                                    headers=headers)
+            for headers in (
+                {},
+                {"Authorization": "Bearer not-a-key-at-all-000"},
+                {"Authorization": f"Basic {API_KEY}"},
+            ):
+                r = await http.post(
+                    "/rooms/doc/update", content=text_update("evil"), headers=headers
+                )
                 assert r.status_code == 401
                 assert r.headers["www-authenticate"] == "Bearer"
                 assert r.json()["error"] == "unauthorized"
@@ -69,8 +74,7 @@ async def test_the_api_is_off_without_keys_or_jwt() -> None:
 
 
 async def test_bad_requests_are_json_errors_and_touch_nothing() -> None:
-    async with serve(settings(max_frame_bytes=4096)) as srv, \
-            YClient(f"{srv.ws_url}/doc") as client:
+    async with serve(settings(max_frame_bytes=4096)) as srv, YClient(f"{srv.ws_url}/doc") as client:
         client.text().insert(0, "intact")
         a = api(srv)
         await wait_until(lambda: srv.app.state.collab.rooms.get("doc").doc.get_state() != b"\x00")
@@ -94,8 +98,7 @@ async def test_bad_requests_are_json_errors_and_touch_nothing() -> None:
             auth = {"Authorization": f"Bearer {API_KEY}"}
             r = await http.get(f"{srv.url}/api/rooms/doc?state_vector=%%%", headers=auth)
             assert (r.status_code, r.json()["error"]) == (400, "bad_request")
-            r = await http.post(f"{srv.url}/api/rooms/doc/text", content=b"{not json",
-                                headers=auth)
+            r = await http.post(f"{srv.url}/api/rooms/doc/text", content=b"{not json", headers=auth)
             assert (r.status_code, r.json()["error"]) == (400, "bad_request")
             r = await http.put(f"{srv.url}/api/rooms/doc/update", headers=auth)
             assert (r.status_code, r.json()["error"]) == (405, "method_not_allowed")
@@ -110,8 +113,10 @@ async def test_a_write_reaches_clients_the_change_hook_and_the_store() -> None:
         changes.append(event)
 
     store = MemoryStore()
-    async with serve(store=store, hooks=Hooks(on_change=on_change)) as srv, \
-            YClient(f"{srv.ws_url}/team/notes") as client:
+    async with (
+        serve(store=store, hooks=Hooks(on_change=on_change)) as srv,
+        YClient(f"{srv.ws_url}/team/notes") as client,
+    ):
         result = await api(srv).apply_update("team/notes", text_update("from the server"))
         # Stored before the answer: the store has it now, not a debounce later.
         assert text_in(await store.load("team/notes") or b"") == "from the server"
@@ -143,7 +148,9 @@ async def test_rooms_not_loaded_are_read_and_written_then_unloaded() -> None:
         await wait_until(lambda: len(rooms) == 0, timeout=5, what="rooms unloaded")
         listed = await a.rooms(include_stored=True)
         assert {r["name"]: r["loaded"] for r in listed["rooms"]} == {
-            "cold/read": False, "cold/write": False}
+            "cold/read": False,
+            "cold/write": False,
+        }
         assert (await a.rooms())["rooms"] == []
         with pytest.raises(ApiError) as missing:
             await a.get_update("never/stored")
@@ -167,12 +174,17 @@ async def test_text_edits_and_the_json_export() -> None:
     async with serve() as srv:
         a = api(srv)
         await a.edit_text("doc", "world", field="body")
-        await a.edit_text("doc", "hello ", field="body", mode="insert", index=0,
-                          attributes={"bold": True})
+        await a.edit_text(
+            "doc", "hello ", field="body", mode="insert", index=0, attributes={"bold": True}
+        )
         assert await a.get_json("doc", {"body": "text", "rich": "delta"}) == {
-            "body": "hello world", "rich": []}
+            "body": "hello world",
+            "rich": [],
+        }
         assert (await a.get_json("doc", {"body": "delta"}))["body"] == [
-            {"insert": "hello ", "attributes": {"bold": True}}, {"insert": "world"}]
+            {"insert": "hello ", "attributes": {"bold": True}},
+            {"insert": "world"},
+        ]
         result = await a.edit_text("doc", "réplaced 😀", field="body", mode="replace")
         assert result["text"] == "réplaced 😀"
         await a.edit_text("doc", "!", field="body", mode="insert", index=10)
@@ -186,8 +198,10 @@ async def test_a_room_name_ending_in_an_action_word_is_reached_through_percent_2
         await a.edit_text("notes", "the parent room")
         assert text_in(await a.get_update("notes/json")) == "a room, not an export"
         async with httpx.AsyncClient() as http:
-            r = await http.get(f"{srv.url}/api/rooms/notes/json?types=text:text",
-                               headers={"Authorization": f"Bearer {API_KEY}"})
+            r = await http.get(
+                f"{srv.url}/api/rooms/notes/json?types=text:text",
+                headers={"Authorization": f"Bearer {API_KEY}"},
+            )
             assert r.json() == {"text": "the parent room"}
 
 
@@ -239,12 +253,17 @@ async def test_openapi_document_is_valid_and_lists_every_route() -> None:
         assert await ApiClient(f"{srv.url}/api", "no-token").openapi() == doc
         operations = {(path, method) for path, item in doc["paths"].items() for method in item}
         assert operations == {
-            ("/api/rooms", "get"), ("/api/rooms/{room}", "get"),
-            ("/api/rooms/{room}", "delete"), ("/api/rooms/{room}/json", "get"),
-            ("/api/rooms/{room}/update", "post"), ("/api/rooms/{room}/text", "post"),
-            ("/api/rooms/{room}/message", "post"), ("/api/rooms/{room}/connections", "delete"),
+            ("/api/rooms", "get"),
+            ("/api/rooms/{room}", "get"),
+            ("/api/rooms/{room}", "delete"),
+            ("/api/rooms/{room}/json", "get"),
+            ("/api/rooms/{room}/update", "post"),
+            ("/api/rooms/{room}/text", "post"),
+            ("/api/rooms/{room}/message", "post"),
+            ("/api/rooms/{room}/connections", "delete"),
             ("/api/connections/{conn_id}/message", "post"),
-            ("/api/connections/{conn_id}", "delete")}
+            ("/api/connections/{conn_id}", "delete"),
+        }
 
 
 async def test_api_calls_are_counted_by_route_template_never_by_room_or_key() -> None:
@@ -255,10 +274,10 @@ async def test_api_calls_are_counted_by_route_template_never_by_room_or_key() ->
             await ApiClient(f"{srv.url}/api", "wrong-key-0000000000").rooms()
         async with httpx.AsyncClient() as http:
             metrics = (await http.get(f"{srv.url}/metrics")).text
-        assert ('collab_api_requests_total{method="POST",route="/rooms/{room}/text",'
-                'status="200"} 1.0') in metrics
-        assert 'collab_api_requests_total{method="GET",route="/rooms",status="401"} 1.0' \
-            in metrics
+        assert (
+            'collab_api_requests_total{method="POST",route="/rooms/{room}/text",status="200"} 1.0'
+        ) in metrics
+        assert 'collab_api_requests_total{method="GET",route="/rooms",status="401"} 1.0' in metrics
         assert "secret-room-name" not in metrics and API_KEY not in metrics
         assert API_KEY not in repr(settings()) and API_KEY not in repr(a)
 
@@ -271,10 +290,14 @@ async def test_crafted_paths_and_bodies_get_json_errors() -> None:
         await a.edit_text("team/notes", "SECRET-TEAM-NOTES")
         await a.edit_text("notes", "just notes")
         auth = {"Authorization": f"Bearer {API_KEY}"}
-        sneaky = await http.get(f"{srv.url}/api/rooms%2Fteam/notes/json?types=text:text",
-                                headers=auth)
+        sneaky = await http.get(
+            f"{srv.url}/api/rooms%2Fteam/notes/json?types=text:text", headers=auth
+        )
         assert sneaky.status_code == 400, sneaky.text
         assert "just notes" not in sneaky.text and "SECRET" not in sneaky.text
-        deep = await http.post(f"{srv.url}/api/rooms/x/text", content=b"[" * 200_000,
-                               headers={**auth, "content-type": "application/json"})
+        deep = await http.post(
+            f"{srv.url}/api/rooms/x/text",
+            content=b"[" * 200_000,
+            headers={**auth, "content-type": "application/json"},
+        )
         assert deep.status_code == 400 and deep.json()["message"] == "the body is nested too deeply"

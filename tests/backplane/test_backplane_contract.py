@@ -59,8 +59,13 @@ class RedisHarness:
         self.members: list[RedisBackplane] = []
 
     async def member(self) -> Backplane:
-        options = RedisOptions(self.server.url(username="app"), backoff_base=0.05,
-                               backoff_cap=0.5, socket_timeout=2.0, prefix="contract")
+        options = RedisOptions(
+            self.server.url(username="app"),
+            backoff_base=0.05,
+            backoff_cap=0.5,
+            socket_timeout=2.0,
+            prefix="contract",
+        )
         bp = RedisBackplane(options, health=Health())
         self.members.append(bp)
         return bp
@@ -79,9 +84,14 @@ class ClusterHarness:
         self.killed: list[RedisServer] = []
 
     async def member(self) -> Backplane:
-        options = RedisOptions(self.cluster.url(username="app"), backoff_base=0.05,
-                               backoff_cap=0.5, socket_timeout=2.0, prefix="contract",
-                               cluster=True)
+        options = RedisOptions(
+            self.cluster.url(username="app"),
+            backoff_base=0.05,
+            backoff_cap=0.5,
+            socket_timeout=2.0,
+            prefix="contract",
+            cluster=True,
+        )
         bp = RedisClusterBackplane(options, health=Health())
         self.members.append(bp)
         return bp
@@ -92,8 +102,11 @@ class ClusterHarness:
             await asyncio.to_thread(self.cluster.kill, node)
         # A member with no channel on a shard hears of its loss only through
         # its PINGs: the link is broken once every member says so.
-        await wait_until(lambda: not any(bp.health.ready for bp in self.members),
-                         timeout=15, what="every member reports the cluster down")
+        await wait_until(
+            lambda: not any(bp.health.ready for bp in self.members),
+            timeout=15,
+            what="every member reports the cluster down",
+        )
 
     async def restore_link(self) -> None:
         for node in self.killed:

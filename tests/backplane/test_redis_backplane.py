@@ -40,8 +40,9 @@ class Events:
 
 def backplane(url: str, **kw: Any) -> tuple[RedisBackplane, Health, Events]:
     health, events = Health(), Events()
-    options = RedisOptions(url, backoff_base=0.05, backoff_cap=0.3,
-                           socket_timeout=kw.pop("socket_timeout", 2.0), **kw)
+    options = RedisOptions(
+        url, backoff_base=0.05, backoff_cap=0.3, socket_timeout=kw.pop("socket_timeout", 2.0), **kw
+    )
     return RedisBackplane(options, health=health, events=events), health, events
 
 
@@ -59,10 +60,12 @@ def tls_redis(make: MakeRedis, **kw: Any) -> RedisServer:
     return make(tls=True, password=PASSWORD, users={ACL_USER: ACL_PASSWORD}, **kw)
 
 
-@pytest.mark.parametrize("client_certs_required", [False, True],
-                         ids=["elasticache-style", "client-certs-required"])
-async def test_connects_with_tls_and_acl_user(redis_factory: MakeRedis,
-                                              client_certs_required: bool) -> None:
+@pytest.mark.parametrize(
+    "client_certs_required", [False, True], ids=["elasticache-style", "client-certs-required"]
+)
+async def test_connects_with_tls_and_acl_user(
+    redis_factory: MakeRedis, client_certs_required: bool
+) -> None:
     server = tls_redis(redis_factory, tls_auth_clients=client_certs_required)
     bp, health, events = backplane(server.url(username=ACL_USER))
     await bp.start()
@@ -85,8 +88,9 @@ async def test_separate_settings_override_the_url(redis_factory: MakeRedis) -> N
     server = tls_redis(redis_factory)
     assert server.certs is not None
     url = f"rediss://127.0.0.1:{server.port}/0"
-    bp, health, _ = backplane(url, username=ACL_USER, password=ACL_PASSWORD,
-                              ssl_ca_certs=str(server.certs.ca_cert))
+    bp, health, _ = backplane(
+        url, username=ACL_USER, password=ACL_PASSWORD, ssl_ca_certs=str(server.certs.ca_cert)
+    )
     await bp.start()
     try:
         assert health.is_ok(LINK), health.report()
@@ -95,28 +99,44 @@ async def test_separate_settings_override_the_url(redis_factory: MakeRedis) -> N
 
 
 MISCONFIGURATIONS: dict[str, tuple[Callable[[RedisServer], str], dict[str, Any], str]] = {
-    "wrong password": (lambda s: s.url(password="not-the-password"), {},
-                       "AUTH failed: wrong password"),
-    "wrong ACL password": (lambda s: s.url(username=ACL_USER, password="nope"), {},
-                           "AUTH failed: wrong password or ACL username"),
-    "no password": (lambda s: s.url(password=None), {},
-                    "AUTH failed: Redis requires a password and none was sent"),
-    "TLS without the CA": (lambda s: s.url(tls_params=False), {},
-                           "CERTIFICATE_VERIFY_FAILED"),
+    "wrong password": (
+        lambda s: s.url(password="not-the-password"),
+        {},
+        "AUTH failed: wrong password",
+    ),
+    "wrong ACL password": (
+        lambda s: s.url(username=ACL_USER, password="nope"),
+        {},
+        "AUTH failed: wrong password or ACL username",
+    ),
+    "no password": (
+        lambda s: s.url(password=None),
+        {},
+        "AUTH failed: Redis requires a password and none was sent",
+    ),
+    "TLS without the CA": (lambda s: s.url(tls_params=False), {}, "CERTIFICATE_VERIFY_FAILED"),
     "plain connection to the TLS port": (
-        lambda s: f"redis://:{PASSWORD}@127.0.0.1:{s.port}/0", {},
-        "plain connection to a TLS port"),
-    "unreachable port": (lambda s: f"rediss://:{PASSWORD}@127.0.0.1:{free_port()}/0", {},
-                         "unreachable: connection refused"),
-    "client certificate missing": (lambda s: s.url(client_cert=False),
-                                   {"tls_auth_clients": True},
-                                   "TLS client certificate"),
+        lambda s: f"redis://:{PASSWORD}@127.0.0.1:{s.port}/0",
+        {},
+        "plain connection to a TLS port",
+    ),
+    "unreachable port": (
+        lambda s: f"rediss://:{PASSWORD}@127.0.0.1:{free_port()}/0",
+        {},
+        "unreachable: connection refused",
+    ),
+    "client certificate missing": (
+        lambda s: s.url(client_cert=False),
+        {"tls_auth_clients": True},
+        "TLS client certificate",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", list(MISCONFIGURATIONS))
 async def test_misconfiguration_is_named_at_start_and_every_retry(
-        redis_factory: MakeRedis, caplog: pytest.LogCaptureFixture, case: str) -> None:
+    redis_factory: MakeRedis, caplog: pytest.LogCaptureFixture, case: str
+) -> None:
     make_url, server_kw, cause = MISCONFIGURATIONS[case]
     server = tls_redis(redis_factory, **server_kw)
     url = make_url(server)
@@ -131,8 +151,9 @@ async def test_misconfiguration_is_named_at_start_and_every_retry(
             assert cause in report["components"][name]["error"], report
         assert "not-the-password" not in str(report) and PASSWORD not in str(report)
         await wait_until(lambda: events.counts.get("error", 0) >= 3)
-        failures = [r for r in caplog.records
-                    if r.levelno == logging.ERROR and cause in r.getMessage()]
+        failures = [
+            r for r in caplog.records if r.levelno == logging.ERROR and cause in r.getMessage()
+        ]
         assert len(failures) >= 3, [r.getMessage() for r in caplog.records]
         assert "reconnect attempt 1 " in failures[0].getMessage()
         assert all(PASSWORD not in r.getMessage() for r in caplog.records)
@@ -166,8 +187,9 @@ async def test_hung_server_is_detected_and_recovered(redis_factory: MakeRedis) -
         await bp.stop()
 
 
-async def test_publish_failure_forces_a_resync(redis_factory: MakeRedis,
-                                              caplog: pytest.LogCaptureFixture) -> None:
+async def test_publish_failure_forces_a_resync(
+    redis_factory: MakeRedis, caplog: pytest.LogCaptureFixture
+) -> None:
     """A failed PUBLISH may have lost a message: the link is recycled and the
     resubscribed callbacks (anti-entropy) run, even though the subscriber
     connection itself was fine. (The failure is injected: a real one cannot

@@ -24,8 +24,7 @@ pytestmark = pytest.mark.anyio
 
 @pytest.mark.parametrize("room", ["notes", "a}b", "{x}", "}", "deep/path/{with}/braces"])
 def test_every_key_of_a_room_shares_the_channel_slot(room: str) -> None:
-    rep = Replicator(MemoryBackplane(MemoryHub()), prefix="collab", instance_id="i",
-                     hash_tag=True)
+    rep = Replicator(MemoryBackplane(MemoryHub()), prefix="collab", instance_id="i", hash_tag=True)
     channel = rep.channel(room)
     assert channel.startswith("{collab:room:")
     assert key_slot(channel.encode()) == key_slot(f"{channel}:state".encode())
@@ -43,8 +42,9 @@ def test_settings_a_cluster_cannot_honour_are_refused() -> None:
 
 
 def test_node_options_keep_the_credentials_and_name_the_node() -> None:
-    opts = RedisOptions("rediss://app:s3cret@config.example:6379/0?ssl_ca_certs=/ca.pem",
-                        cluster=True)
+    opts = RedisOptions(
+        "rediss://app:s3cret@config.example:6379/0?ssl_ca_certs=/ca.pem", cluster=True
+    )
     node = node_options(opts, "10.0.0.7:6380")
     assert node.address == "10.0.0.7:6380"
     assert node.connection_kwargs()["password"] == "s3cret"
@@ -52,10 +52,14 @@ def test_node_options_keep_the_credentials_and_name_the_node() -> None:
     assert "ssl" in opts.cluster_kwargs() and "db" not in opts.cluster_kwargs()
 
 
-async def test_subscription_follows_its_slot_to_a_new_primary(
-        redis_cluster: RedisCluster) -> None:
-    options = RedisOptions(redis_cluster.url(username="app"), backoff_base=0.05,
-                           backoff_cap=0.5, socket_timeout=2.0, cluster=True)
+async def test_subscription_follows_its_slot_to_a_new_primary(redis_cluster: RedisCluster) -> None:
+    options = RedisOptions(
+        redis_cluster.url(username="app"),
+        backoff_base=0.05,
+        backoff_cap=0.5,
+        socket_timeout=2.0,
+        cluster=True,
+    )
     a = RedisClusterBackplane(options, health=Health())
     b = RedisClusterBackplane(options, health=Health())
     channel = "{collab:room:follow-me}"
@@ -74,13 +78,14 @@ async def test_subscription_follows_its_slot_to_a_new_primary(
         a.publish(channel, b"before")
         await wait_until(lambda: got == [b"before"], what="delivery before the move")
         owner = await asyncio.to_thread(redis_cluster.owner, channel)
-        target = next(p for p in await asyncio.to_thread(redis_cluster.primaries)
-                      if p is not owner)
+        target = next(p for p in await asyncio.to_thread(redis_cluster.primaries) if p is not owner)
         before = len(resyncs)
         await asyncio.to_thread(redis_cluster.move_slot, key_slot(channel.encode()), target)
         # Nobody told it: SUNSUBSCRIBE from the old owner, then the new one.
-        await wait_until(lambda: a.moves >= 1 and b.moves >= 1 and len(resyncs) > before,
-                         what="re-subscribed on the new owner, then anti-entropy")
+        await wait_until(
+            lambda: a.moves >= 1 and b.moves >= 1 and len(resyncs) > before,
+            what="re-subscribed on the new owner, then anti-entropy",
+        )
         assert b.health.ready
         # (What a published meanwhile may be lost: that is what the resync is for.)
         a.publish(channel, b"after")

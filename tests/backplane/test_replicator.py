@@ -34,8 +34,13 @@ pytestmark = pytest.mark.anyio
 
 
 class Instance:
-    def __init__(self, server: CollabServer, backplane: MemoryBackplane,
-                 replicator: Replicator, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        server: CollabServer,
+        backplane: MemoryBackplane,
+        replicator: Replicator,
+        metrics: Metrics,
+    ) -> None:
         self.server = server
         self.backplane = backplane
         self.replicator = replicator
@@ -50,8 +55,9 @@ class Instance:
 
         backplane.publish = publish  # type: ignore[method-assign]
 
-    async def join(self, room: str, peer_id: str,
-                   codec: Codec = CODEC) -> tuple[Room, RecordingPeer]:
+    async def join(
+        self, room: str, peer_id: str, codec: Codec = CODEC
+    ) -> tuple[Room, RecordingPeer]:
         peer = RecordingPeer(peer_id, codec=codec)
         return await self.server.rooms.join(room, peer), peer
 
@@ -60,10 +66,16 @@ class Instance:
 
 
 @asynccontextmanager
-async def instance(hub: MemoryHub, name: str, store: MemoryStore | None = None
-                   ) -> AsyncIterator[Instance]:
-    settings = Settings(store_url="memory://", instance_id=name, room_grace=0.05,
-                        flush_debounce=0.01, flush_max_wait=0.05)
+async def instance(
+    hub: MemoryHub, name: str, store: MemoryStore | None = None
+) -> AsyncIterator[Instance]:
+    settings = Settings(
+        store_url="memory://",
+        instance_id=name,
+        room_grace=0.05,
+        flush_debounce=0.01,
+        flush_max_wait=0.05,
+    )
     backplane = MemoryBackplane(hub)
     app = create_app(settings, store=store or MemoryStore(), backplane=backplane)
     async with app.router.lifespan_context(app):
@@ -175,9 +187,13 @@ async def test_anti_entropy_sends_back_what_the_replier_lacks() -> None:
         assert "<A while apart>" not in text(room_b)
         assert "<B while apart>" not in text(room_a)
         await b.backplane.reconnect()
-        await wait_until(lambda: text(room_a) == text(room_b)
-                         and "<A while apart>" in text(room_a)
-                         and "<B while apart>" in text(room_a))
+        await wait_until(
+            lambda: (
+                text(room_a) == text(room_b)
+                and "<A while apart>" in text(room_a)
+                and "<B while apart>" in text(room_a)
+            )
+        )
 
 
 async def test_three_instances_recover_after_one_reconnects() -> None:
@@ -191,8 +207,9 @@ async def test_three_instances_recover_after_one_reconnects() -> None:
         for i, (room, peer) in enumerate(rooms):
             room.sync_update(peer, edit(f"<{i}>"))
         await insts[2].backplane.reconnect()
-        await wait_until(lambda: all(
-            all(f"<{i}>" in text(room) for i in range(3)) for room, _ in rooms))
+        await wait_until(
+            lambda: all(all(f"<{i}>" in text(room) for i in range(3)) for room, _ in rooms)
+        )
 
 
 async def test_awareness_crosses_and_its_removal_too() -> None:
@@ -211,8 +228,9 @@ async def test_cursors_reach_late_and_reconnected_instances() -> None:
         room_a.peer_awareness(peer_a, aw.encode_update([aw.Entry(7, 3, '{"user":"ann"}')]))
         # B loads the room later: A answers its SYNC_REQUEST with A's local cursors.
         room_b, peer_b = await b.join("doc", "pb")
-        await wait_until(lambda: [(e.client_id, e.clock) for e in room_b.awareness.snapshot()]
-                         == [(7, 3)])
+        await wait_until(
+            lambda: [(e.client_id, e.clock) for e in room_b.awareness.snapshot()] == [(7, 3)]
+        )
         # A cursor set on B while its link was down reaches A after the reconnect.
         b.backplane.disconnect()
         dropped = b.backplane.dropped

@@ -84,11 +84,9 @@ async def test_jwt_expired_token_shows_4401_then_a_fresh_one_connects(
 ) -> None:
     env = {"COLLAB_STORE_URL": "memory://", "COLLAB_JWT_SECRET": TEST_SECRET}
     async with run_collab(tmp_path, env=env, args=["--demo"]) as srv:
-        page = await DemoPage.open(browser, f"{srv.url}/demo/team/notes", name="Eve",
-                                   synced=False)
+        page = await DemoPage.open(browser, f"{srv.url}/demo/team/notes", name="Eve", synced=False)
         assert await page.page.is_visible("#token")
-        await page.set_token(mint(TEST_SECRET, rooms=["team/*"],
-                                  expires_in=-(LEEWAY_SECONDS + 60)))
+        await page.set_token(mint(TEST_SECRET, rooms=["team/*"], expires_in=-(LEEWAY_SECONDS + 60)))
         entry = await page.wait_event("4401")
         assert "4401 not authorized" in entry
         assert reason_in(entry) == "token expired"

@@ -22,8 +22,12 @@ from tests.support.servers import RunningApp, run_app
 
 
 def settings(**kw: Any) -> Settings:
-    base: dict[str, Any] = {"store_url": "memory://", "room_grace": 0.2,
-                            "flush_debounce": 0.05, "flush_max_wait": 0.2}
+    base: dict[str, Any] = {
+        "store_url": "memory://",
+        "room_grace": 0.2,
+        "flush_debounce": 0.05,
+        "flush_max_wait": 0.2,
+    }
     base.update(kw)
     return Settings(**base)
 
@@ -46,8 +50,12 @@ async def serve(app_settings: Settings | None = None, **kw: Any) -> AsyncIterato
     app = create_app(app_settings or settings(), **kw)
     # As `collab serve` configures uvicorn: no permessage-deflate (which
     # would also rule the direct path out).
-    async with run_app(app, ws_ping_interval=None, ws=WS_IMPLS[ws_impl],
-                       ws_per_message_deflate=ws_impl == "stock-uvicorn") as srv:
+    async with run_app(
+        app,
+        ws_ping_interval=None,
+        ws=WS_IMPLS[ws_impl],
+        ws_per_message_deflate=ws_impl == "stock-uvicorn",
+    ) as srv:
         yield srv
 
 
@@ -65,9 +73,10 @@ async def converge(clients: list[YClient], timeout: float = 10) -> str:
             texts = [str(c.text()) for c in clients]
             if len(set(texts)) == 1:
                 return texts[0]
-            waits = [asyncio.ensure_future(c.wait_for(
-                lambda cc, t=t: str(cc.text()) != t, timeout))  # type: ignore[misc]
-                for c, t in zip(clients, texts, strict=True)]
+            waits = [
+                asyncio.ensure_future(c.wait_for(lambda cc, t=t: str(cc.text()) != t, timeout))  # type: ignore[misc]
+                for c, t in zip(clients, texts, strict=True)
+            ]
             _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             for w in pending:
                 w.cancel()
@@ -105,9 +114,13 @@ def raw_ws_connect(port: int, path: str, rcvbuf: int = 4096) -> socket.socket:
     sock.settimeout(10)
     sock.connect(("127.0.0.1", port))
     key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                  "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    sock.sendall(
+        (
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
     head = b""
     while b"\r\n\r\n" not in head:
         chunk = sock.recv(1)
@@ -140,7 +153,7 @@ def read_until_close_frame(sock: socket.socket, timeout: float = 30) -> tuple[in
             need(10)
             length, pos = struct.unpack(">Q", buf[2:10])[0], 10
         need(pos + length)
-        payload = bytes(buf[pos:pos + length])
-        del buf[:pos + length]
+        payload = bytes(buf[pos : pos + length])
+        del buf[: pos + length]
         if opcode == 0x8:
             return struct.unpack(">H", payload[:2])[0], payload[2:].decode()

@@ -87,8 +87,9 @@ async def test_lifecycle_hooks_carry_the_connection_id() -> None:
                 changed.clear()
                 await changed.wait()
 
-    hooks = Hooks(on_connect=record, on_disconnect=record, on_change=record,
-                  on_load=record, on_store=record)
+    hooks = Hooks(
+        on_connect=record, on_disconnect=record, on_change=record, on_load=record, on_store=record
+    )
     async with serve(hooks=hooks) as srv:
         async with YClient(f"{srv.ws_url}/h") as c:
             c.text().insert(0, "x")

@@ -45,8 +45,9 @@ CASES: list[tuple[str, Any, int, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("frame", "code", "reason"), [c[1:] for c in CASES],
-                         ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("frame", "code", "reason"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
 async def test_bad_frame_closes_only_its_socket(frame: Any, code: int, reason: str) -> None:
     async with serve(settings(max_frame_bytes=MAX_FRAME)) as srv:
         url = f"{srv.ws_url}/shared"

@@ -35,21 +35,33 @@ async def test_two_js_clients_and_a_python_client_converge(tmp_path: Path) -> No
         assert await js.call("text", handle="late") == final_a
 
 
-async def test_js_awareness_appears_and_disappears_when_its_socket_closes(
-        tmp_path: Path) -> None:
-    async with run_collab(tmp_path, env={"COLLAB_STORE_URL": "memory://"}) as srv, \
-            JSClient.start(tmp_path) as js:
+async def test_js_awareness_appears_and_disappears_when_its_socket_closes(tmp_path: Path) -> None:
+    async with (
+        run_collab(tmp_path, env={"COLLAB_STORE_URL": "memory://"}) as srv,
+        JSClient.start(tmp_path) as js,
+    ):
         await js.call("connect", handle="a", url=srv.ws_url, room="cursors")
         await js.call("connect", handle="b", url=srv.ws_url, room="cursors")
         await js.call("set_awareness", handle="a", field="user", value={"name": "ada"})
-        await js.call("wait_awareness", handle="b", path="user.name", value="ada",
-                      timeout_ms=5000)
+        await js.call("wait_awareness", handle="b", path="user.name", value="ada", timeout_ms=5000)
         async with YClient(f"{srv.ws_url}/cursors") as py:
-            await py.wait_for(lambda c: any(
-                s.get("user", {}).get("name") == "ada" for s in c.awareness.values()), 5)
+            await py.wait_for(
+                lambda c: any(s.get("user", {}).get("name") == "ada" for s in c.awareness.values()),
+                5,
+            )
             # SIGKILL-like: the JS socket is terminated without a removal message
             await js.call("terminate", handle="a")
-            await js.call("wait_awareness", handle="b", path="user.name", value="ada",
-                          present=False, timeout_ms=5000)
-            await py.wait_for(lambda c: not any(
-                s.get("user", {}).get("name") == "ada" for s in c.awareness.values()), 5)
+            await js.call(
+                "wait_awareness",
+                handle="b",
+                path="user.name",
+                value="ada",
+                present=False,
+                timeout_ms=5000,
+            )
+            await py.wait_for(
+                lambda c: (
+                    not any(s.get("user", {}).get("name") == "ada" for s in c.awareness.values())
+                ),
+                5,
+            )

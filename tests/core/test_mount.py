@@ -28,8 +28,10 @@ def starlette_host() -> tuple[Starlette, Any]:
     async def home(request: object) -> PlainTextResponse:
         return PlainTextResponse("host app")
 
-    app = Starlette(routes=[Route("/", home), Mount("/collab", app=collab)],
-                    lifespan=collab.router.lifespan_context)
+    app = Starlette(
+        routes=[Route("/", home), Mount("/collab", app=collab)],
+        lifespan=collab.router.lifespan_context,
+    )
     return app, collab
 
 

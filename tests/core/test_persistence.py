@@ -20,8 +20,12 @@ pytestmark = pytest.mark.anyio
 
 async def test_edits_survive_sigterm_and_restart(tmp_path: Path) -> None:
     db = tmp_path / "docs.sqlite3"
-    env = {"COLLAB_STORE_URL": f"sqlite:///{db}", "COLLAB_DRAIN_SECONDS": "0.2",
-           "COLLAB_FLUSH_DEBOUNCE": "5", "COLLAB_FLUSH_MAX_WAIT": "30"}
+    env = {
+        "COLLAB_STORE_URL": f"sqlite:///{db}",
+        "COLLAB_DRAIN_SECONDS": "0.2",
+        "COLLAB_FLUSH_DEBOUNCE": "5",
+        "COLLAB_FLUSH_MAX_WAIT": "30",
+    }
     async with run_collab(tmp_path, env=env) as srv:
         url = f"{srv.ws_url}/persist/me"
         async with YClient(url, reconnect=False) as a, YClient(url, reconnect=False) as b:
@@ -41,8 +45,9 @@ async def test_edits_survive_sigterm_and_restart(tmp_path: Path) -> None:
 
 async def test_sqlite_file_stays_bounded_on_a_long_edited_document(tmp_path: Path) -> None:
     db = tmp_path / "bounded.sqlite3"
-    s = settings(store_url=f"sqlite:///{db}", flush_debounce=0.0, flush_max_wait=0.0,
-                 compact_threshold=20)
+    s = settings(
+        store_url=f"sqlite:///{db}", flush_debounce=0.0, flush_max_wait=0.0, compact_threshold=20
+    )
     async with serve(s) as srv:
         url = f"{srv.ws_url}/long"
         async with YClient(url) as c:
@@ -68,8 +73,12 @@ async def test_sqlite_file_stays_bounded_on_a_long_edited_document(tmp_path: Pat
 
 async def test_writes_are_batched(tmp_path: Path) -> None:
     db = tmp_path / "batched.sqlite3"
-    s = settings(store_url=f"sqlite:///{db}", flush_debounce=0.3, flush_max_wait=1.0,
-                 compact_threshold=10_000)
+    s = settings(
+        store_url=f"sqlite:///{db}",
+        flush_debounce=0.3,
+        flush_max_wait=1.0,
+        compact_threshold=10_000,
+    )
     async with serve(s) as srv:
         server = srv.server.config.app.state.collab
         async with YClient(f"{srv.ws_url}/batch") as c:

@@ -35,8 +35,12 @@ async def test_twenty_clients_open_a_brand_new_room_at_once() -> None:
         await asyncio.gather(*(c.start() for c in clients))
         await asyncio.wait_for(asyncio.gather(*(c.synced.wait() for c in clients)), 10)
         clients[7].text().insert(0, "seen by all")
-        await asyncio.wait_for(asyncio.gather(*(
-            c.wait_for(lambda cc: str(cc.text()) == "seen by all", 10) for c in clients)), 10)
+        await asyncio.wait_for(
+            asyncio.gather(
+                *(c.wait_for(lambda cc: str(cc.text()) == "seen by all", 10) for c in clients)
+            ),
+            10,
+        )
         await asyncio.gather(*(c.close() for c in clients))
 
 
@@ -70,7 +74,8 @@ async def test_query_awareness_is_answered_with_all_states() -> None:
                     while True:
                         msg = p.decode_message(await ws.recv())
                         if isinstance(msg, p.Awareness) and a.doc.client_id in {
-                                e.client_id for e in aw.decode_update(msg.update)}:
+                            e.client_id for e in aw.decode_update(msg.update)
+                        }:
                             break
 
 

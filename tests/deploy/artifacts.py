@@ -52,14 +52,17 @@ def require_tool(name: str) -> str:
     if found is None:
         raise AssertionError(
             f"{name!r} not found next to {sys.executable} or on PATH; "
-            f"the deploy tests need it: {_TOOL_SOURCES.get(name, 'install it')}")
+            f"the deploy tests need it: {_TOOL_SOURCES.get(name, 'install it')}"
+        )
     return found
 
 
-def run_tool(argv: list[str], *, cwd: Path = REPO, timeout: float = 60,
-             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env=env, check=False)
+def run_tool(
+    argv: list[str], *, cwd: Path = REPO, timeout: float = 60, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env, check=False
+    )
 
 
 # -- Dockerfile ------------------------------------------------------------------
@@ -163,8 +166,16 @@ def image() -> Image:
     volumes: list[str] = []
     for args in final.all("VOLUME"):
         volumes += exec_form(args) if args.startswith("[") else args.split()
-    return Image(stages, entrypoint + cmd, env, healthcheck, exposed, final.last("USER"),
-                 volumes, final.last("STOPSIGNAL"))
+    return Image(
+        stages,
+        entrypoint + cmd,
+        env,
+        healthcheck,
+        exposed,
+        final.last("USER"),
+        volumes,
+        final.last("STOPSIGNAL"),
+    )
 
 
 def option(argv: list[str], name: str) -> str:
@@ -185,10 +196,12 @@ _INTERPOLATION = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}|\$\$")
 def interpolate(value: Any, environ: dict[str, str]) -> Any:
     """Compose-style ``${VAR}`` / ``${VAR:-default}`` / ``$$`` substitution."""
     if isinstance(value, str):
+
         def sub(m: re.Match[str]) -> str:
             if m.group(0) == "$$":
                 return "$"
             return environ.get(m.group(1)) or (m.group(2) or "")
+
         return _INTERPOLATION.sub(sub, value)
     if isinstance(value, list):
         return [interpolate(v, environ) for v in value]

@@ -57,6 +57,6 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         f"{report['base']} ({base}) {report['base_size_bytes'] / 1e6:.1f} MB + "
         f"{report['added_by_dockerfile_bytes'] / 1e6:.1f} MB from the Dockerfile; "
         f"built in {report['build_seconds']} s"
-        + (f" after {report['base_seconds']} s for the base" if report["base_built_now"]
-           else "")
-        + f"; {REPORT_DIR.relative_to(REPO)}/report.json")
+        + (f" after {report['base_seconds']} s for the base" if report["base_built_now"] else "")
+        + f"; {REPORT_DIR.relative_to(REPO)}/report.json"
+    )

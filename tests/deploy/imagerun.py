@@ -57,24 +57,38 @@ def write_report(built: BuiltImage) -> dict[str, Any]:
 
 
 @contextmanager
-def container(built: BuiltImage, lower: Path, state: Path, *, hostname: str = "collab",
-              volumes: Sequence[Volume] = (), reach: dict[int, int] | None = None,
-              hosts: dict[str, str] | None = None) -> Iterator[Sandbox]:
+def container(
+    built: BuiltImage,
+    lower: Path,
+    state: Path,
+    *,
+    hostname: str = "collab",
+    volumes: Sequence[Volume] = (),
+    reach: dict[int, int] | None = None,
+    hosts: dict[str, str] | None = None,
+) -> Iterator[Sandbox]:
     """A running sandbox for ``built`` with its exposed port published."""
-    box = Sandbox(built, lower, state, hostname=hostname, volumes=list(volumes),
-                  publish=[exposed_port(built)], reach=dict(reach or {}),
-                  hosts=dict(hosts or {}))
+    box = Sandbox(
+        built,
+        lower,
+        state,
+        hostname=hostname,
+        volumes=list(volumes),
+        publish=[exposed_port(built)],
+        reach=dict(reach or {}),
+        hosts=dict(hosts or {}),
+    )
     with box:
         yield box
 
 
-def server(box: Sandbox, config: ContainerConfig, log_path: Path,
-           argv: Sequence[str] | None = None) -> ServerProcess:
+def server(
+    box: Sandbox, config: ContainerConfig, log_path: Path, argv: Sequence[str] | None = None
+) -> ServerProcess:
     """The container's main process (``config.argv`` unless ``argv``) as a
     ServerProcess reached through the published port."""
     port = box.host_port(exposed_port(box.image))
-    return ServerProcess(box.exec_argv(argv or config.argv, config), {}, port, box.state,
-                         log_path)
+    return ServerProcess(box.exec_argv(argv or config.argv, config), {}, port, box.state, log_path)
 
 
 def default_config(built: BuiltImage) -> ContainerConfig:

@@ -44,7 +44,8 @@ def venv_bin(name: str) -> str:
     path = Path(sys.executable).parent / name
     assert path.is_file(), (
         f"{path} does not exist: install the project into this environment "
-        f"(pip install -e . or pip install --no-deps .)")
+        f"(pip install -e . or pip install --no-deps .)"
+    )
     return str(path)
 
 
@@ -82,7 +83,7 @@ def parse_sync(frame: bytes) -> SyncFrame | None:
         return None
     subtype, pos = read_var_uint(frame, pos)
     length, pos = read_var_uint(frame, pos)
-    payload = frame[pos:pos + length]
+    payload = frame[pos : pos + length]
     assert len(payload) == length and pos + length == len(frame), frame.hex()
     return SyncFrame(subtype, payload)
 
@@ -174,8 +175,16 @@ class ServerProcess:
     None means straight to SIGKILL (a collab server would start a drain).
     """
 
-    def __init__(self, argv: list[str], env: Mapping[str, str], port: int, cwd: Path,
-                 log_path: Path, *, cleanup_signal: signal.Signals | None = None) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        env: Mapping[str, str],
+        port: int,
+        cwd: Path,
+        log_path: Path,
+        *,
+        cleanup_signal: signal.Signals | None = None,
+    ) -> None:
         self.argv, self.env, self.port = argv, dict(env), port
         self.cwd, self.log_path = cwd, log_path
         self.cleanup_signal = cleanup_signal
@@ -186,9 +195,15 @@ class ServerProcess:
     def start(self) -> ServerProcess:
         log = self.log_path.open("ab")
         try:
-            self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdout=log,
-                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.argv,
+                env=self.env,
+                cwd=self.cwd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         finally:
             log.close()
         return self
@@ -205,8 +220,9 @@ class ServerProcess:
         async with httpx.AsyncClient(timeout=2) as client:
             return await client.get(self.base + path)
 
-    async def wait_status(self, path: str, status: int, timeout: float = START_TIMEOUT
-                          ) -> httpx.Response:
+    async def wait_status(
+        self, path: str, status: int, timeout: float = START_TIMEOUT
+    ) -> httpx.Response:
         """Poll ``path`` until it answers ``status``."""
         deadline = time.monotonic() + timeout
         last: Any = None

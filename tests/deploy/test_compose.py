@@ -98,8 +98,10 @@ def test_collab_service_uses_tls_redis_with_password_and_postgres(name: str) -> 
     assert certs_in_redis == "./deploy/compose/certs"
 
     pg = compose_env(_service("postgres"))
-    expected = (f"postgresql://{pg['POSTGRES_USER']}:{pg['POSTGRES_PASSWORD']}"
-                f"@postgres:5432/{pg['POSTGRES_DB']}")
+    expected = (
+        f"postgresql://{pg['POSTGRES_USER']}:{pg['POSTGRES_PASSWORD']}"
+        f"@postgres:5432/{pg['POSTGRES_DB']}"
+    )
     assert env["COLLAB_STORE_URL"] == expected
     assert env["COLLAB_LOG_FORMAT"] == "json"
 
@@ -149,8 +151,17 @@ def test_nginx_logs_no_query_string() -> None:
     for fmt in formats.values():
         variables = set(re.findall(r"\$(\w+)", fmt))
         assert "uri" in variables
-        leaky = {"request", "request_uri", "args", "query_string", "is_args", "http_referer",
-                 "request_body", "http_sec_websocket_protocol", "http_cookie"}
+        leaky = {
+            "request",
+            "request_uri",
+            "args",
+            "query_string",
+            "is_args",
+            "http_referer",
+            "request_body",
+            "http_sec_websocket_protocol",
+            "http_cookie",
+        }
         assert not variables & leaky, variables & leaky
         assert not any(v.startswith("arg_") for v in variables)
     logs = _nginx_directives("access_log")
@@ -185,8 +196,9 @@ def test_nginx_proxies_websockets() -> None:
     headers = {d.split()[0]: d.split()[1] for d in _nginx_directives("proxy_set_header")}
     assert headers["Upgrade"] == "$http_upgrade"
     assert headers["Connection"] == "$connection_upgrade"
-    assert re.search(r"map\s+\$http_upgrade\s+\$connection_upgrade\s*{[^}]*default\s+upgrade;",
-                     text)
+    assert re.search(
+        r"map\s+\$http_upgrade\s+\$connection_upgrade\s*{[^}]*default\s+upgrade;", text
+    )
     # Idle sockets carry only the server's pings: the read timeout must be
     # well above the ping interval or nginx cuts quiet documents.
     ping = float(compose_env(_service("collab-1"))["COLLAB_PING_INTERVAL"])
@@ -199,8 +211,20 @@ def test_nginx_accepts_the_config(tmp_path: Path) -> None:
     nginx = require_tool("nginx")
     conf = tmp_path / "nginx.conf"
     conf.write_text(re.sub(r"\bcollab-\d+:", "127.0.0.1:", NGINX_CONF.read_text()))
-    result = run_tool([nginx, "-t", "-p", str(tmp_path), "-e", "stderr", "-c", str(conf),
-                       "-g", f"pid {tmp_path}/nginx.pid;"])
+    result = run_tool(
+        [
+            nginx,
+            "-t",
+            "-p",
+            str(tmp_path),
+            "-e",
+            "stderr",
+            "-c",
+            str(conf),
+            "-g",
+            f"pid {tmp_path}/nginx.pid;",
+        ]
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -259,8 +283,10 @@ def test_make_certs_tls_handshake_as_host_redis(certs: Path, client_cert: bool) 
     thread.start()
     try:
         port = listener.getsockname()[1]
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
-                client_ctx.wrap_socket(raw, server_hostname="redis") as tls:
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+            client_ctx.wrap_socket(raw, server_hostname="redis") as tls,
+        ):
             tls.sendall(b"PING")
             assert tls.recv(16) == b"PING"
     finally:
@@ -272,9 +298,11 @@ def test_make_certs_tls_handshake_as_host_redis(certs: Path, client_cert: bool) 
 def test_generated_certificates_are_gitignored() -> None:
     git = require_tool("git")
     for name in ("ca.crt", "ca.key", "redis.key", "client.key"):
-        result = subprocess.run([git, "check-ignore", "-q", f"deploy/compose/certs/{name}"],
-                                cwd=REPO, check=False)
+        result = subprocess.run(
+            [git, "check-ignore", "-q", f"deploy/compose/certs/{name}"], cwd=REPO, check=False
+        )
         assert result.returncode == 0, f"deploy/compose/certs/{name} is not ignored by git"
-    result = subprocess.run([git, "check-ignore", "-q", "deploy/compose/certs/.gitignore"],
-                            cwd=REPO, check=False)
+    result = subprocess.run(
+        [git, "check-ignore", "-q", "deploy/compose/certs/.gitignore"], cwd=REPO, check=False
+    )
     assert result.returncode == 1, "the certs/.gitignore itself must stay tracked"

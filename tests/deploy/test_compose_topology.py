@@ -69,15 +69,22 @@ def _redis_argv(certs: Path, port: int, workdir: Path) -> list[str]:
     argv[0] = require_tool("redis-server")
     argv[argv.index("--tls-port") + 1] = str(port)
     # Test hygiene only: loopback, no persistence files outside tmp.
-    return [*argv, "--bind", "127.0.0.1", "--dir", str(workdir), "--save", "", "--appendonly",
-            "no"]
+    return [*argv, "--bind", "127.0.0.1", "--dir", str(workdir), "--save", "", "--appendonly", "no"]
 
 
-def _wait_redis(port: int, password: str, ca: Path, proc: subprocess.Popen[bytes],
-                timeout: float = 20) -> None:
+def _wait_redis(
+    port: int, password: str, ca: Path, proc: subprocess.Popen[bytes], timeout: float = 20
+) -> None:
     """Poll PING over TLS with the password until Redis answers."""
-    client = redis.Redis(host="127.0.0.1", port=port, password=password, ssl=True,
-                         ssl_ca_certs=str(ca), socket_timeout=2, socket_connect_timeout=2)
+    client = redis.Redis(
+        host="127.0.0.1",
+        port=port,
+        password=password,
+        ssl=True,
+        ssl_ca_certs=str(ca),
+        socket_timeout=2,
+        socket_connect_timeout=2,
+    )
     deadline = time.monotonic() + timeout
     try:
         while True:
@@ -96,8 +103,9 @@ def _wait_redis(port: int, password: str, ca: Path, proc: subprocess.Popen[bytes
 
 def _collab_env(service: str, redis_port: int, certs: Path, store_url: str) -> dict[str, str]:
     env = compose_env(compose()["services"][service])
-    env["COLLAB_REDIS_URL"] = re.sub(r"^rediss://redis:\d+/", f"rediss://127.0.0.1:{redis_port}/",
-                                     env["COLLAB_REDIS_URL"])
+    env["COLLAB_REDIS_URL"] = re.sub(
+        r"^rediss://redis:\d+/", f"rediss://127.0.0.1:{redis_port}/", env["COLLAB_REDIS_URL"]
+    )
     assert env["COLLAB_REDIS_URL"].startswith("rediss://127.0.0.1:")
     assert env["COLLAB_REDIS_SSL_CA_CERTS"] == "/certs/ca.crt"
     env["COLLAB_REDIS_SSL_CA_CERTS"] = str(certs / "ca.crt")
@@ -131,13 +139,23 @@ def _compose_volumes(service: str, certs: Path) -> list[Volume]:
         source, target, *options = spec.split(":")
         prefix = "./deploy/compose/certs"
         assert source.startswith(prefix), f"{service} mounts {source}: teach this test"
-        volumes.append(Volume(certs / source.removeprefix(prefix).lstrip("/"), target,
-                              readonly="ro" in options))
+        volumes.append(
+            Volume(
+                certs / source.removeprefix(prefix).lstrip("/"), target, readonly="ro" in options
+            )
+        )
     return volumes
 
 
-def _image_collab(service: str, request: pytest.FixtureRequest, tmp: Path, certs: Path,
-                  redis_port: int, pg_port: int, cleanup: ExitStack) -> ServerProcess:
+def _image_collab(
+    service: str,
+    request: pytest.FixtureRequest,
+    tmp: Path,
+    certs: Path,
+    redis_port: int,
+    pg_port: int,
+    cleanup: ExitStack,
+) -> ServerProcess:
     """``docker compose up <service>``: the service's entrypoint, command,
     environment and volumes over the built image, in a container of its own."""
     built = request.getfixturevalue("built_image")
@@ -149,17 +167,29 @@ def _image_collab(service: str, request: pytest.FixtureRequest, tmp: Path, certs
     redis_host, redis_compose_port = _service_address(env["COLLAB_REDIS_URL"])
     pg_host, pg_compose_port = _service_address(env["COLLAB_STORE_URL"])
     assert {redis_host, pg_host} == {"redis", "postgres"} <= set(compose()["services"])
-    config = container_config(built, entrypoint=svc["entrypoint"], command=svc["command"],
-                              environment=env)
+    config = container_config(
+        built, entrypoint=svc["entrypoint"], command=svc["command"], environment=env
+    )
     port = int(option(config.argv, "--port"))
-    box = Sandbox(built, lower, tmp / service, hostname=service,
-                  volumes=_compose_volumes(service, certs), publish=[port],
-                  reach={redis_compose_port: redis_port, pg_compose_port: pg_port},
-                  hosts={redis_host: "127.0.0.1", pg_host: "127.0.0.1"})
+    box = Sandbox(
+        built,
+        lower,
+        tmp / service,
+        hostname=service,
+        volumes=_compose_volumes(service, certs),
+        publish=[port],
+        reach={redis_compose_port: redis_port, pg_compose_port: pg_port},
+        hosts={redis_host: "127.0.0.1", pg_host: "127.0.0.1"},
+    )
     cleanup.callback(box.stop)
     box.start()
-    return ServerProcess(box.exec_argv(config.argv, config), {}, box.host_port(port), box.state,
-                         tmp / f"{service}.log")
+    return ServerProcess(
+        box.exec_argv(config.argv, config),
+        {},
+        box.host_port(port),
+        box.state,
+        tmp / f"{service}.log",
+    )
 
 
 def _nginx_conf(tmp: Path, listen: int, upstreams: dict[str, int]) -> Path:
@@ -180,8 +210,13 @@ def _nginx_conf(tmp: Path, listen: int, upstreams: dict[str, int]) -> Path:
 @pytest.fixture(params=["venv", pytest.param("image", marks=IMAGE_TIMEOUT)])
 def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, ServerProcess]]:
     certs = tmp_path / "certs"
-    made = subprocess.run(["bash", str(MAKE_CERTS), str(certs)], capture_output=True, text=True,
-                          timeout=60, check=False)
+    made = subprocess.run(
+        ["bash", str(MAKE_CERTS), str(certs)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert made.returncode == 0, made.stderr
     collab_env = compose_env(compose()["services"]["collab-1"])
     password = collab_env["COLLAB_REDIS_PASSWORD"]
@@ -191,8 +226,9 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, 
         redis_port = free_port()
         redis_log = (tmp_path / "redis.log").open("wb")
         cleanup.callback(redis_log.close)
-        redis_proc = subprocess.Popen(_redis_argv(certs, redis_port, tmp_path),
-                                      stdout=redis_log, stderr=subprocess.STDOUT)
+        redis_proc = subprocess.Popen(
+            _redis_argv(certs, redis_port, tmp_path), stdout=redis_log, stderr=subprocess.STDOUT
+        )
 
         def stop_redis() -> None:
             redis_proc.kill()
@@ -201,8 +237,11 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, 
         cleanup.callback(stop_redis)
         _wait_redis(redis_port, password, certs / "ca.crt", redis_proc)
 
-        pg = PostgresServer(user=pg_env["POSTGRES_USER"], password=pg_env["POSTGRES_PASSWORD"],
-                            database=pg_env["POSTGRES_DB"])
+        pg = PostgresServer(
+            user=pg_env["POSTGRES_USER"],
+            password=pg_env["POSTGRES_PASSWORD"],
+            database=pg_env["POSTGRES_DB"],
+        )
         cleanup.enter_context(pg)
         compose_store = collab_env["COLLAB_STORE_URL"]
         store_url = compose_store.replace("@postgres:5432/", f"@127.0.0.1:{pg.port}/")
@@ -211,23 +250,41 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, 
         procs: dict[str, ServerProcess] = {}
         for service in ("collab-1", "collab-2"):
             if request.param == "image":
-                proc = _image_collab(service, request, tmp_path, certs, redis_port, pg.port,
-                                     cleanup)
+                proc = _image_collab(
+                    service, request, tmp_path, certs, redis_port, pg.port, cleanup
+                )
             else:
                 port = free_port()
-                proc = ServerProcess(_collab_argv(service, port),
-                                     _collab_env(service, redis_port, certs, store_url), port,
-                                     tmp_path, tmp_path / f"{service}.log")
+                proc = ServerProcess(
+                    _collab_argv(service, port),
+                    _collab_env(service, redis_port, certs, store_url),
+                    port,
+                    tmp_path,
+                    tmp_path / f"{service}.log",
+                )
             cleanup.callback(proc.kill)
             procs[service] = proc.start()
 
         nginx_port = free_port()
         conf = _nginx_conf(tmp_path, nginx_port, {s: p.port for s, p in procs.items()})
         nginx = ServerProcess(
-            [require_tool("nginx"), "-p", str(tmp_path), "-e", "stderr", "-c", str(conf),
-             "-g", f"daemon off; pid {tmp_path}/nginx.pid;"],
-            hermetic_environ(), nginx_port, tmp_path, tmp_path / "nginx.log",
-            cleanup_signal=signal.SIGTERM)
+            [
+                require_tool("nginx"),
+                "-p",
+                str(tmp_path),
+                "-e",
+                "stderr",
+                "-c",
+                str(conf),
+                "-g",
+                f"daemon off; pid {tmp_path}/nginx.pid;",
+            ],
+            hermetic_environ(),
+            nginx_port,
+            tmp_path,
+            tmp_path / "nginx.log",
+            cleanup_signal=signal.SIGTERM,
+        )
         cleanup.callback(nginx.kill)
         procs["nginx"] = nginx
         yield procs
@@ -269,7 +326,8 @@ async def test_two_instances_behind_nginx_share_a_room(stack: dict[str, ServerPr
     await a.handshake()
     await b.handshake()
     assert (await _connections(one), await _connections(two)) == (1.0, 1.0), (
-        "nginx did not spread the two sockets over both instances")
+        "nginx did not spread the two sockets over both instances"
+    )
 
     await a.insert("through nginx and TLS Redis")
     await b.wait_text("through nginx and TLS Redis")
@@ -295,8 +353,11 @@ async def test_two_instances_behind_nginx_share_a_room(stack: dict[str, ServerPr
     await a.close()
     await b.close()
     # nginx logs a WebSocket when it ends: both handshakes, path only.
-    await wait_until(lambda: nginx.output().count("GET /compose/room HTTP/1.1") == 2,
-                     timeout=10, what="nginx access lines for both sockets")
+    await wait_until(
+        lambda: nginx.output().count("GET /compose/room HTTP/1.1") == 2,
+        timeout=10,
+        what="nginx access lines for both sockets",
+    )
     _assert_no_token_logged(stack, token)
 
 

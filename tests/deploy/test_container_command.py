@@ -66,8 +66,9 @@ async def test_image_command_serves_yjs_and_stops_cleanly_on_sigterm(tmp_path: P
 
         # The image's HEALTHCHECK, as Docker would run it.
         code = image().healthcheck[2].replace(":1234/", f":{server.port}/")
-        check = subprocess.run([sys.executable, "-c", code], capture_output=True,
-                               timeout=30, check=False)
+        check = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, timeout=30, check=False
+        )
         assert check.returncode == 0, check.stderr
 
         client = await YClient.connect(f"{server.ws_base}/container-smoke")

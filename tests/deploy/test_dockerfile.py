@@ -102,8 +102,9 @@ def _serving(status: int) -> Iterator[int]:
 
 def _run_healthcheck(port: int) -> int:
     code = image().healthcheck[2].replace(":1234/", f":{port}/")
-    return subprocess.run([sys.executable, "-c", code], capture_output=True,
-                          timeout=30, check=False).returncode
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, timeout=30, check=False
+    ).returncode
 
 
 @pytest.mark.parametrize(("status", "healthy"), [(200, True), (503, False)])
@@ -146,8 +147,11 @@ def _ignored(path: str, patterns: list[str]) -> bool:
 
 
 def test_dockerignore_sends_only_what_the_build_copies() -> None:
-    patterns = [line.strip() for line in DOCKERIGNORE.read_text().splitlines()
-                if line.strip() and not line.startswith("#")]
+    patterns = [
+        line.strip()
+        for line in DOCKERIGNORE.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     sources = []
     for stage in image().stages:
         for args in stage.all("COPY"):
@@ -159,7 +163,13 @@ def test_dockerignore_sends_only_what_the_build_copies() -> None:
         assert (REPO / src).exists(), f"the Dockerfile COPYs {src}, which does not exist"
         assert not _ignored(src, patterns), f"{src} is COPYed but excluded by .dockerignore"
     assert not _ignored("collab/server.py", patterns)
-    for private in (".git/config", ".venv/bin/python", "tests/deploy/test_dockerfile.py",
-                    "deploy/compose/certs/redis.key", "collab/__pycache__/x.pyc",
-                    "collab.sqlite3", "bench/package.json"):
+    for private in (
+        ".git/config",
+        ".venv/bin/python",
+        "tests/deploy/test_dockerfile.py",
+        "deploy/compose/certs/redis.key",
+        "collab/__pycache__/x.pyc",
+        "collab.sqlite3",
+        "bench/package.json",
+    ):
         assert _ignored(private, patterns), f"{private} would be sent to the Docker daemon"

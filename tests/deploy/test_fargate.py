@@ -111,8 +111,9 @@ def test_health_check_goes_to_the_operational_port_only() -> None:
         assert res["Properties"]["Port"] == public
     (lb,) = _props("AWS::ECS::Service")["LoadBalancers"]
     assert lb["ContainerPort"] == public
-    listeners = [r["Properties"] for r in
-                 resources_of_type("AWS::ElasticLoadBalancingV2::Listener").values()]
+    listeners = [
+        r["Properties"] for r in resources_of_type("AWS::ElasticLoadBalancingV2::Listener").values()
+    ]
     for listener in listeners:
         for action in listener["DefaultActions"]:
             assert action["Type"] in ("forward", "redirect")
@@ -127,8 +128,7 @@ def test_jwt_secret_comes_from_secrets_manager() -> None:
     assert "COLLAB_JWT_SECRET" not in _environment(), "a secret in plain Environment"
     secret = _secrets()["COLLAB_JWT_SECRET"]
     assert secret == {"Fn::If": ["CreateJwtSecret", ref("JwtSecret"), ref("JwtSecretArn")]}
-    assert template()["Conditions"]["CreateJwtSecret"] == {
-        "Fn::Equals": [ref("JwtSecretArn"), ""]}
+    assert template()["Conditions"]["CreateJwtSecret"] == {"Fn::Equals": [ref("JwtSecretArn"), ""]}
     generated = template()["Resources"]["JwtSecret"]
     assert generated["Type"] == "AWS::SecretsManager::Secret"
     assert generated["Condition"] == "CreateJwtSecret"
@@ -174,11 +174,18 @@ def test_alb_idle_timeout_exceeds_ping_interval() -> None:
 
 def test_redis_url_is_tls_and_password_comes_from_the_auth_token_secret() -> None:
     url = _environment()["COLLAB_REDIS_URL"]
-    assert url == {"Fn::If": [
-        "RedisClusterMode",
-        {"Fn::Sub": "rediss://${Redis.ConfigurationEndPoint.Address}"
-                    ":${Redis.ConfigurationEndPoint.Port}/0"},
-        {"Fn::Sub": "rediss://${Redis.PrimaryEndPoint.Address}:${Redis.PrimaryEndPoint.Port}/0"}]}
+    assert url == {
+        "Fn::If": [
+            "RedisClusterMode",
+            {
+                "Fn::Sub": "rediss://${Redis.ConfigurationEndPoint.Address}"
+                ":${Redis.ConfigurationEndPoint.Port}/0"
+            },
+            {
+                "Fn::Sub": "rediss://${Redis.PrimaryEndPoint.Address}:${Redis.PrimaryEndPoint.Port}/0"
+            },
+        ]
+    }
     assert "COLLAB_REDIS_PASSWORD" not in _environment(), "a secret in plain Environment"
     secret_ref = _secrets()["COLLAB_REDIS_PASSWORD"]
     assert secret_ref["Ref"] in resources_of_type("AWS::SecretsManager::Secret")
@@ -193,23 +200,26 @@ def test_elasticache_encrypts_and_uses_the_same_auth_token_secret() -> None:
     assert props["AtRestEncryptionEnabled"] is True
     secret = _secrets()["COLLAB_REDIS_PASSWORD"]["Ref"]
     assert props["AuthToken"] == {
-        "Fn::Sub": "{{resolve:secretsmanager:${" + secret + "}:SecretString}}"}
+        "Fn::Sub": "{{resolve:secretsmanager:${" + secret + "}:SecretString}}"
+    }
 
 
 def test_cluster_mode_parameter_switches_elasticache_and_the_backplane() -> None:
     assert _parameter_default("RedisShards") == 0  # one primary + replicas, as before
     assert template()["Conditions"]["RedisClusterMode"] == {
-        "Fn::Not": [{"Fn::Equals": [ref("RedisShards"), 0]}]}
+        "Fn::Not": [{"Fn::Equals": [ref("RedisShards"), 0]}]
+    }
     props = _props("AWS::ElastiCache::ReplicationGroup")
     no = ref("AWS::NoValue")
     assert props["NumNodeGroups"] == {"Fn::If": ["RedisClusterMode", ref("RedisShards"), no]}
     assert props["ReplicasPerNodeGroup"] == {
-        "Fn::If": ["RedisClusterMode", ref("RedisReplicasPerShard"), no]}
-    assert props["NumCacheClusters"] == {"Fn::If": ["RedisClusterMode", no,
-                                                    ref("CacheNodeCount")]}
+        "Fn::If": ["RedisClusterMode", ref("RedisReplicasPerShard"), no]
+    }
+    assert props["NumCacheClusters"] == {"Fn::If": ["RedisClusterMode", no, ref("CacheNodeCount")]}
     # Cluster mode is the parameter group's cluster-enabled; TLS + AUTH stay on.
     assert props["CacheParameterGroupName"] == {
-        "Fn::If": ["RedisClusterMode", "default.redis7.cluster.on", no]}
+        "Fn::If": ["RedisClusterMode", "default.redis7.cluster.on", no]
+    }
     assert props["TransitEncryptionEnabled"] is True and "AuthToken" in props
     assert props["AutomaticFailoverEnabled"] is True
     # The task is told, with a value Settings parses.
@@ -234,8 +244,9 @@ def test_auth_token_excludes_every_character_elasticache_forbids() -> None:
 def test_store_url_is_a_secret_from_rds_or_the_given_arn() -> None:
     assert "COLLAB_STORE_URL" not in _environment()
     store = _secrets()["COLLAB_STORE_URL"]
-    assert store == {"Fn::If": ["CreateDatabase", ref("DatabaseUrlSecret"),
-                                ref("DatabaseUrlSecretArn")]}
+    assert store == {
+        "Fn::If": ["CreateDatabase", ref("DatabaseUrlSecret"), ref("DatabaseUrlSecretArn")]
+    }
     conditions = template()["Conditions"]
     assert conditions["CreateDatabase"] == {"Fn::Equals": [ref("DatabaseUrlSecretArn"), ""]}
     for kind in ("AWS::RDS::DBInstance", "AWS::RDS::DBSubnetGroup"):
@@ -252,8 +263,12 @@ def test_execution_role_reads_only_the_task_secrets() -> None:
     task = _props("AWS::ECS::TaskDefinition")
     assert task["ExecutionRoleArn"] == get_att("ExecutionRole", "Arn")
     statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
-    secret_statements = [s for s in statements if "secretsmanager:GetSecretValue" in
-                         ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])]
+    secret_statements = [
+        s
+        for s in statements
+        if "secretsmanager:GetSecretValue"
+        in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    ]
     assert len(secret_statements) == 1
     (statement,) = secret_statements
     assert statement["Effect"] == "Allow"
@@ -275,10 +290,12 @@ def test_drain_wiring() -> None:
     assert float(drain["Default"]) == DEFAULTS.drain_seconds
     assert _environment()["COLLAB_DRAIN_SECONDS"] == ref("DrainSeconds")
     assert _container()["StopTimeout"] == {
-        "Fn::FindInMap": ["DrainTimings", ref("DrainSeconds"), "StopTimeout"]}
+        "Fn::FindInMap": ["DrainTimings", ref("DrainSeconds"), "StopTimeout"]
+    }
     tg = _props("AWS::ElasticLoadBalancingV2::TargetGroup")
     assert _attributes(tg, "TargetGroupAttributes")["deregistration_delay.timeout_seconds"] == {
-        "Fn::FindInMap": ["DrainTimings", ref("DrainSeconds"), "DeregistrationDelay"]}
+        "Fn::FindInMap": ["DrainTimings", ref("DrainSeconds"), "DeregistrationDelay"]
+    }
     # Default case, spelled out: drain 10 s < stop timeout, <= deregistration delay.
     default = _drain_timings()[str(drain["Default"])]
     assert default["StopTimeout"] > 10 and default["DeregistrationDelay"] >= 10
@@ -309,8 +326,10 @@ def test_service_private_with_circuit_breaker() -> None:
 
 
 def test_listeners_https_with_certificate_and_http_redirect() -> None:
-    listeners = {res["Properties"]["Port"]: res["Properties"] for res in
-                 resources_of_type("AWS::ElasticLoadBalancingV2::Listener").values()}
+    listeners = {
+        res["Properties"]["Port"]: res["Properties"]
+        for res in resources_of_type("AWS::ElasticLoadBalancingV2::Listener").values()
+    }
     assert sorted(listeners) == [80, 443]
     https = listeners[443]
     assert https["Protocol"] == "HTTPS"
@@ -331,8 +350,10 @@ def _rules() -> set[tuple[str, str, int, str]]:
                 if rule.get("CidrIp") == "127.0.0.1/32":
                     continue  # the "no egress" placeholder
                 out.add((name, direction, int(rule.get("FromPort", -1)), str(rule.get("CidrIp"))))
-    for kind, direction in (("AWS::EC2::SecurityGroupIngress", "in"),
-                            ("AWS::EC2::SecurityGroupEgress", "out")):
+    for kind, direction in (
+        ("AWS::EC2::SecurityGroupIngress", "in"),
+        ("AWS::EC2::SecurityGroupEgress", "out"),
+    ):
         for res in resources_of_type(kind).values():
             props = res["Properties"]
             group = props["GroupId"]["Fn::GetAtt"][0]

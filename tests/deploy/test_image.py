@@ -94,8 +94,11 @@ async def test_runs_as_10001_and_writes_only_to_data(box: Sandbox, tmp_path: Pat
     probe = box.run(["python", "-c", _WRITE_PROBE], config)
     assert probe.returncode == 0, probe.stderr
     found = json.loads(probe.stdout)
-    outside = sorted(p for p in found["writable"]
-                     if p != "/data" and not p.startswith("/data/") and p not in SCRATCH)
+    outside = sorted(
+        p
+        for p in found["writable"]
+        if p != "/data" and not p.startswith("/data/") and p not in SCRATCH
+    )
     assert outside == [], f"uid {UID} can write outside /data: {outside}"
     for path in sorted(SCRATCH & set(found["writable"])):
         assert found["sticky"][path], f"{path} is writable but not sticky"
@@ -103,8 +106,10 @@ async def test_runs_as_10001_and_writes_only_to_data(box: Sandbox, tmp_path: Pat
     # container layer is writable, as root shows.
     assert set(found["attempts"].values()) == {"EACCES"}, found["attempts"]
     assert found["data"] == "written"
-    as_root = box.run(["python", "-c", "open('/opt/venv/root-can-write', 'w').close()"],
-                      container_config(box.image, user="0"))
+    as_root = box.run(
+        ["python", "-c", "open('/opt/venv/root-can-write', 'w').close()"],
+        container_config(box.image, user="0"),
+    )
     assert as_root.returncode == 0, as_root.stderr
 
 
@@ -148,33 +153,39 @@ print(json.dumps({"writable": writable, "sticky": sticky, "attempts": attempts,
 """
 
 
-async def test_serve_passes_y_websocket_and_hocuspocus_clients(box: Sandbox,
-                                                               tmp_path: Path) -> None:
+async def test_serve_passes_y_websocket_and_hocuspocus_clients(
+    box: Sandbox, tmp_path: Path
+) -> None:
     proc = await _serve(box, tmp_path / "server.log")
     try:
         async with JSClient.start(tmp_path) as js:
             room = "image/notes"
             await js.call("connect", handle="a", url=proc.ws_base, room=room)
             await js.call("connect", handle="b", url=proc.ws_base, room=room)
-            await js.call("connect_hocuspocus", handle="h", url=f"{proc.ws_base}/hocuspocus",
-                          name=room)
+            await js.call(
+                "connect_hocuspocus", handle="h", url=f"{proc.ws_base}/hocuspocus", name=room
+            )
             await js.call("insert", handle="a", index=0, text="[y-a]")
             await js.call("insert", handle="b", index=0, text="[y-b]")
             await js.call("insert", handle="h", index=0, text="[hp]")
             parts = ["[y-a]", "[y-b]", "[hp]"]
-            texts = {h: await js.call("wait_text", handle=h, contains=parts, timeout_ms=10000)
-                     for h in ("a", "b", "h")}
+            texts = {
+                h: await js.call("wait_text", handle=h, contains=parts, timeout_ms=10000)
+                for h in ("a", "b", "h")
+            }
             assert len(set(texts.values())) == 1, texts
             await js.call("set_awareness", handle="h", field="user", value={"name": "ada"})
-            await js.call("wait_awareness", handle="a", path="user.name", value="ada",
-                          timeout_ms=10000)
+            await js.call(
+                "wait_awareness", handle="a", path="user.name", value="ada", timeout_ms=10000
+            )
     finally:
         proc.terminate()
         assert await proc.wait_exit() == 0, proc.output()
 
 
 async def test_documents_survive_a_restart_on_the_same_data_volume(
-        built_image: BuiltImage, image_root: Path, tmp_path: Path) -> None:
+    built_image: BuiltImage, image_root: Path, tmp_path: Path
+) -> None:
     volume = Volume(tmp_path / "collab-data", "/data", named=True)
     room = "image/kept"
     with container(built_image, image_root, tmp_path / "first", volumes=[volume]) as box:
@@ -219,10 +230,31 @@ async def test_healthcheck_from_the_image_config(box: Sandbox, tmp_path: Path) -
 
 # -- contents ------------------------------------------------------------------------
 
-_BIN_DIRS = ("usr/bin", "usr/sbin", "usr/local/bin", "usr/local/sbin", "opt/venv/bin", "bin",
-             "sbin")
-_COMPILERS = ("cc", "c++", "gcc", "g++", "cpp", "clang", "clang++", "tcc", "ld", "as",
-              "make", "rustc", "cargo", "go")
+_BIN_DIRS = (
+    "usr/bin",
+    "usr/sbin",
+    "usr/local/bin",
+    "usr/local/sbin",
+    "opt/venv/bin",
+    "bin",
+    "sbin",
+)
+_COMPILERS = (
+    "cc",
+    "c++",
+    "gcc",
+    "g++",
+    "cpp",
+    "clang",
+    "clang++",
+    "tcc",
+    "ld",
+    "as",
+    "make",
+    "rustc",
+    "cargo",
+    "go",
+)
 
 
 def _files(root: Path) -> Iterator[Path]:
@@ -233,12 +265,18 @@ def _files(root: Path) -> Iterator[Path]:
 
 def test_no_pip_setuptools_or_wheel(image_root: Path, box: Sandbox) -> None:
     installed = sorted(
-        str(p.relative_to(image_root)) for p in image_root.glob("**/*-packages/*")
-        if p.name.split("-")[0].lower() in ("pip", "setuptools", "wheel", "_distutils_hack",
-                                             "pkg_resources"))
+        str(p.relative_to(image_root))
+        for p in image_root.glob("**/*-packages/*")
+        if p.name.split("-")[0].lower()
+        in ("pip", "setuptools", "wheel", "_distutils_hack", "pkg_resources")
+    )
     assert installed == [], installed
-    scripts = sorted(f"{d}/{p.name}" for d in _BIN_DIRS for p in (image_root / d).glob("*")
-                     if p.name.startswith(("pip", "easy_install", "wheel")))
+    scripts = sorted(
+        f"{d}/{p.name}"
+        for d in _BIN_DIRS
+        for p in (image_root / d).glob("*")
+        if p.name.startswith(("pip", "easy_install", "wheel"))
+    )
     assert scripts == [], scripts
     config = default_config(box.image)
     for python in ("python", "python3"):
@@ -248,9 +286,12 @@ def test_no_pip_setuptools_or_wheel(image_root: Path, box: Sandbox) -> None:
 
 def test_no_compilers(image_root: Path) -> None:
     found = sorted(
-        f"{d}/{p.name}" for d in _BIN_DIRS for p in (image_root / d).glob("*")
-        if p.name in _COMPILERS or p.name.startswith(("gcc-", "g++-", "x86_64-linux-gnu-",
-                                                      "aarch64-linux-gnu-", "clang-")))
+        f"{d}/{p.name}"
+        for d in _BIN_DIRS
+        for p in (image_root / d).glob("*")
+        if p.name in _COMPILERS
+        or p.name.startswith(("gcc-", "g++-", "x86_64-linux-gnu-", "aarch64-linux-gnu-", "clang-"))
+    )
     assert found == [], found
     assert not (image_root / "usr/lib/gcc").exists()
 
@@ -274,8 +315,9 @@ def test_no_test_files(image_root: Path) -> None:
             copied.append(f"/{path.relative_to(image_root)} = {ours[digest].relative_to(REPO)}")
     assert copied == [], copied
     venv = image_root / "opt" / "venv"
-    test_dirs = sorted(str(p.relative_to(image_root)) for p in venv.glob("**/")
-                       if p.name in ("test", "tests"))
+    test_dirs = sorted(
+        str(p.relative_to(image_root)) for p in venv.glob("**/") if p.name in ("test", "tests")
+    )
     assert test_dirs == [], test_dirs
     assert not list(venv.glob("**/conftest.py"))
     site = next(venv.glob("lib/python*/site-packages"))
@@ -296,9 +338,12 @@ def _added(image_root: Path, base_root: Path) -> Iterator[Path]:
             continue
         rel = path.relative_to(image_root)
         original = base_root / rel
-        if (original.is_file() and not original.is_symlink()
-                and original.stat().st_size == path.stat().st_size
-                and original.read_bytes() == path.read_bytes()):
+        if (
+            original.is_file()
+            and not original.is_symlink()
+            and original.stat().st_size == path.stat().st_size
+            and original.read_bytes() == path.read_bytes()
+        ):
             continue
         yield path
 
@@ -306,12 +351,16 @@ def _added(image_root: Path, base_root: Path) -> Iterator[Path]:
 def test_no_secrets(image_root: Path, base_root: Path, built_image: BuiltImage) -> None:
     added = list(_added(image_root, base_root))
     assert any(p.name == "collab" and p.parent.name == "bin" for p in added)
-    keys = [f"/{p.relative_to(image_root)}" for p in added
-            if p.stat().st_size < 16_000_000 and _PEM_KEY.search(p.read_bytes())]
+    keys = [
+        f"/{p.relative_to(image_root)}"
+        for p in added
+        if p.stat().st_size < 16_000_000 and _PEM_KEY.search(p.read_bytes())
+    ]
     assert keys == [], f"private keys in the image: {keys}"
     names = (".git", ".env", ".venv", "node_modules", ".dockerignore", "docker-compose.yml")
-    hits = sorted(str(p.relative_to(image_root)) for p in image_root.glob("**/*")
-                  if p.name in names)
+    hits = sorted(
+        str(p.relative_to(image_root)) for p in image_root.glob("**/*") if p.name in names
+    )
     assert hits == [], hits
     # The build-time pip configuration (and its CA bundle) were bind mounts,
     # not layers: the stand-in's empty placeholder, or nothing.
@@ -323,11 +372,14 @@ def test_no_secrets(image_root: Path, base_root: Path, built_image: BuiltImage) 
     assert (mode.st_uid, mode.st_gid) == (UID, GID) and not mode.st_mode & stat.S_IWOTH
 
 
-def test_image_size_is_reported(built_image: BuiltImage,
-                                record_property: Callable[[str, object], None]) -> None:
+def test_image_size_is_reported(
+    built_image: BuiltImage, record_property: Callable[[str, object], None]
+) -> None:
     report = json.loads((REPORT_DIR / "report.json").read_text())
     assert report["size_bytes"] == built_image.size > built_image.base.size > 0
     record_property("image_size_bytes", built_image.size)
     record_property("image_base_size_bytes", built_image.base.size)
-    print(f"collab image: {built_image.size / 1e6:.1f} MB "
-          f"({(built_image.size - built_image.base.size) / 1e6:.1f} MB over the base)")
+    print(
+        f"collab image: {built_image.size / 1e6:.1f} MB "
+        f"({(built_image.size - built_image.base.size) / 1e6:.1f} MB over the base)"
+    )

@@ -58,8 +58,12 @@ class Rules:
 
 
 def settings(**kw: Any) -> Settings:
-    base: dict[str, Any] = {"store_url": "memory://", "room_grace": 0.2,
-                            "flush_debounce": 0.05, "flush_max_wait": 0.2}
+    base: dict[str, Any] = {
+        "store_url": "memory://",
+        "room_grace": 0.2,
+        "flush_debounce": 0.05,
+        "flush_max_wait": 0.2,
+    }
     base.update(kw)
     return Settings.from_env({}, **base)
 
@@ -84,8 +88,9 @@ class Served:
 
 
 @asynccontextmanager
-async def serve(app_settings: Settings | None = None, rules: Rules | None = None
-                ) -> AsyncIterator[Served]:
+async def serve(
+    app_settings: Settings | None = None, rules: Rules | None = None
+) -> AsyncIterator[Served]:
     rules = rules or Rules()
     app = create_app(app_settings or settings(), hooks=rules.hooks())
     async with run_app(app, ws_ping_interval=None) as running:
@@ -118,11 +123,11 @@ class Raw:
     async def open(self, name: str, token: str = "") -> hp.Message:
         """Auth + step1, as a provider opens a document; returns the auth answer."""
         await self.send(hp.encode_auth_token(name, token, "4.8.0"), hp.encode_step1(name, b"\x00"))
-        return await self.next(lambda m: isinstance(m, (hp.Authenticated, hp.PermissionDenied))
-                               and m.address == name)
+        return await self.next(
+            lambda m: isinstance(m, (hp.Authenticated, hp.PermissionDenied)) and m.address == name
+        )
 
-    async def next(self, match: Callable[[hp.Message], bool], timeout: float = 5.0
-                   ) -> hp.Message:
+    async def next(self, match: Callable[[hp.Message], bool], timeout: float = 5.0) -> hp.Message:
         """The next frame matching ``match`` (others are kept in ``seen``)."""
         async with asyncio.timeout(timeout):
             while True:

@@ -76,8 +76,15 @@ async def test_auth_denial_spares_the_other_documents(js: JSClient, url: str) ->
     await js.call("hocuspocus_socket", socket="s", url=url)
     await js.call("connect_hocuspocus", handle="ok", socket="s", name="conf/ok")
     with pytest.raises(JSClientError) as info:
-        await js.call("connect_hocuspocus", handle="no", socket="s", name="conf/no",
-                      token="bad", keep_on_error=True, timeout_ms=T)
+        await js.call(
+            "connect_hocuspocus",
+            handle="no",
+            socket="s",
+            name="conf/no",
+            token="bad",
+            keep_on_error=True,
+            timeout_ms=T,
+        )
     assert info.value.kind == "authenticationFailed"
     assert info.value.data["reason"] == "bad-token"
     await js.call("connect_hocuspocus", handle="ok2", url=url, name="conf/ok")
@@ -90,8 +97,7 @@ async def test_read_only(js: JSClient, url: str) -> None:
     await js.call("connect_hocuspocus", handle="w", url=url, name="conf/ro")
     await js.call("insert", handle="w", text="base")
     await js.call("wait_synced", handle="w", acked=True, timeout_ms=T)
-    got = await js.call("connect_hocuspocus", handle="r", url=url, name="conf/ro",
-                        token="readonly")
+    got = await js.call("connect_hocuspocus", handle="r", url=url, name="conf/ro", token="readonly")
     assert got["scope"] == "readonly"
     await js.call("wait_text", handle="r", equals="base", timeout_ms=T)
     await js.call("wait_synced", handle="r", acked=True, timeout_ms=T)
@@ -128,14 +134,17 @@ async def test_deterministic_frames_are_byte_identical(url: str) -> None:
     async with Raw.connect(url) as raw:
         await raw.send(hp.encode_auth_token("conf/raw", "", "4.8.0"))
         assert await raw.next(lambda m: not isinstance(m, hp.Sync)) == hp.Authenticated(
-            "conf/raw", "read-write")
+            "conf/raw", "read-write"
+        )
         await raw.send(hp.encode_auth_token("conf/denied", "bad", "4.8.0"))
         await raw.next(lambda m: isinstance(m, hp.PermissionDenied))
         await raw.send(hp.encode_auth_token("conf/ro", "readonly", "4.8.0"))
         await raw.next(lambda m: isinstance(m, hp.Authenticated) and m.address == "conf/ro")
-        await raw.send(hp.encode_update("conf/raw", update_inserting("x")),
-                       hp.encode_update("conf/ro", update_inserting("y")),
-                       hp.encode_stateless("conf/raw", "echo:done"))
+        await raw.send(
+            hp.encode_update("conf/raw", update_inserting("x")),
+            hp.encode_update("conf/ro", update_inserting("y")),
+            hp.encode_stateless("conf/raw", "echo:done"),
+        )
         await raw.next(lambda m: isinstance(m, hp.Stateless))
         wanted = (hp.Authenticated, hp.PermissionDenied, hp.SyncStatus, hp.Stateless)
         assert [m for m in raw.seen if isinstance(m, wanted)] == [

@@ -19,9 +19,14 @@ CLOSE = b"\x03doc\x07"
 
 
 def table(*, frames: int = 4, size: int = 64) -> dt.DocumentTable:
-    return dt.DocumentTable("c-1", lambda frame, label: None, max_room_name=64,
-                            reserved=frozenset({"metrics"}), queue_frames=frames,
-                            queue_bytes=size)
+    return dt.DocumentTable(
+        "c-1",
+        lambda frame, label: None,
+        max_room_name=64,
+        reserved=frozenset({"metrics"}),
+        queue_frames=frames,
+        queue_bytes=size,
+    )
 
 
 def feed(t: dt.DocumentTable, frame: bytes) -> list[dt.Action]:
@@ -47,7 +52,10 @@ def test_frames_before_the_token_queue_then_replay_in_order() -> None:
     assert join == dt.Join(doc)
     replay = t.joined(doc, Room("doc"))
     assert [a.msg for a in replay if isinstance(a, dt.Dispatch)] == [
-        hp.decode_frame(STEP1), hp.decode_frame(AWARENESS), hp.decode_frame(STEP1)]
+        hp.decode_frame(STEP1),
+        hp.decode_frame(AWARENESS),
+        hp.decode_frame(STEP1),
+    ]
     assert doc.state is DocState.OPEN and doc.readonly and doc.join_step1
     assert t.queued_frames == t.queued_bytes == 0
     assert kinds(feed(t, AWARENESS)) == ["Dispatch"]  # open: straight to the room
@@ -74,7 +82,8 @@ def test_an_empty_denial_reason_gets_the_hocuspocus_default() -> None:
     (auth,) = feed(t, TOKEN)
     (sent,) = t.denied(auth.doc, "")
     assert isinstance(sent, dt.Send) and sent.frame == hp.encode_permission_denied(
-        "doc", "permission-denied")
+        "doc", "permission-denied"
+    )
 
 
 def test_close_while_opening_cancels_and_late_results_do_nothing() -> None:
@@ -99,8 +108,10 @@ def test_close_of_an_open_document_leaves_and_confirms() -> None:
     (auth,) = feed(t, TOKEN)
     t.allowed(auth.doc, readonly=False)
     t.joined(auth.doc, Room("doc"))
-    assert feed(t, CLOSE) == [dt.Leave(auth.doc),
-                              dt.Send(b"\x03doc\x07\x12provider_initiated", "Close")]
+    assert feed(t, CLOSE) == [
+        dt.Leave(auth.doc),
+        dt.Send(b"\x03doc\x07\x12provider_initiated", "Close"),
+    ]
     assert auth.doc.state is DocState.CLOSED and "doc" not in t.docs
     assert feed(t, CLOSE) == []  # nothing open under that address any more
 
@@ -125,11 +136,14 @@ def test_documents_not_open_are_bounded_per_socket() -> None:
         feed(t, b"\x01c\x03")
 
 
-@pytest.mark.parametrize(("frame", "reason"), [
-    (b"\x07metrics\x03", "reserved"),
-    (b"\x04a/..\x03", "not allowed"),
-    (b"\x05a\x00s!3\x03", "session id"),
-])
+@pytest.mark.parametrize(
+    ("frame", "reason"),
+    [
+        (b"\x07metrics\x03", "reserved"),
+        (b"\x04a/..\x03", "not allowed"),
+        (b"\x05a\x00s!3\x03", "session id"),
+    ],
+)
 def test_bad_addresses_are_policy_violations(frame: bytes, reason: str) -> None:
     with pytest.raises(PolicyViolation, match=reason):
         feed(table(), frame)
@@ -154,9 +168,15 @@ def test_close_all_cancels_what_opens_and_leaves_what_is_open() -> None:
 
 
 def test_documents_per_socket_are_bounded_open_or_not() -> None:
-    t = dt.DocumentTable("c-1", lambda frame, label: None, max_room_name=64,
-                         reserved=frozenset(), queue_frames=8, queue_bytes=1024,
-                         max_documents=2)
+    t = dt.DocumentTable(
+        "c-1",
+        lambda frame, label: None,
+        max_room_name=64,
+        reserved=frozenset(),
+        queue_frames=8,
+        queue_bytes=1024,
+        max_documents=2,
+    )
     for name in (b"\x02d1", b"\x02d2"):
         (auth,) = feed(t, name + b"\x02\x00\x00")  # Auth Token ""
         t.allowed(auth.doc, readonly=False)
@@ -173,9 +193,18 @@ def test_the_pre_auth_budget_is_shared_by_every_socket_and_given_back() -> None:
     from collab.errors import Overloaded
 
     budget = dt.PreAuthBudget(2 * len(STEP1))
-    one, two = (dt.DocumentTable(f"c-{i}", lambda frame, label: None, max_room_name=64,
-                                 reserved=frozenset(), queue_frames=8, queue_bytes=1024,
-                                 budget=budget) for i in (1, 2))
+    one, two = (
+        dt.DocumentTable(
+            f"c-{i}",
+            lambda frame, label: None,
+            max_room_name=64,
+            reserved=frozenset(),
+            queue_frames=8,
+            queue_bytes=1024,
+            budget=budget,
+        )
+        for i in (1, 2)
+    )
     feed(one, STEP1)
     feed(two, STEP1)
     with pytest.raises(Overloaded):

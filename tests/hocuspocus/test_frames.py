@@ -49,14 +49,19 @@ async def test_open_sync_and_acknowledge() -> None:
         await raw.send(hp.encode_step1("doc", b"\x00"))
         await raw.next(lambda m: isinstance(m, hp.Sync) and isinstance(m.message, yp.SyncStep1))
         assert [type(m.message).__name__ for m in raw.seen if isinstance(m, hp.Sync)] == [
-            "SyncStep2", "SyncStep1"]
+            "SyncStep2",
+            "SyncStep1",
+        ]
         # SyncReply: a step1 that must not be answered with our step1.
         raw.seen.clear()
-        await raw.send(hp.encode_sync("doc", yp.SyncType.STEP1, b"\x00", reply=True),
-                       hp.encode_stateless("doc", "echo:x"))
+        await raw.send(
+            hp.encode_sync("doc", yp.SyncType.STEP1, b"\x00", reply=True),
+            hp.encode_stateless("doc", "echo:x"),
+        )
         await raw.next(lambda m: isinstance(m, hp.Stateless))
         assert [type(m.message).__name__ for m in raw.seen if isinstance(m, hp.Sync)] == [
-            "SyncStep2"]
+            "SyncStep2"
+        ]
 
 
 async def test_read_only_update_gets_sync_status_0() -> None:
@@ -96,14 +101,16 @@ async def test_ping_pong_and_close() -> None:
         await wait_until(lambda: srv.collab.room("a") and srv.collab.room("b"))
         await raw.send(hp.encode_close("a"))
         assert await raw.next(lambda m: isinstance(m, hp.Close)) == hp.Close(
-            "a", "provider_initiated")
+            "a", "provider_initiated"
+        )
         room_a, room_b = srv.collab.room("a"), srv.collab.room("b")
         assert room_a is not None and not room_a.peers
         assert room_b is not None and len(room_b.peers) == 1
         # The socket and document b are still there; a Close for an unknown
         # document is ignored.
-        await raw.send(hp.encode_close("never-opened"),
-                       hp.encode_update("b", update_inserting("b")))
+        await raw.send(
+            hp.encode_close("never-opened"), hp.encode_update("b", update_inserting("b"))
+        )
         assert await raw.next(lambda m: isinstance(m, hp.SyncStatus)) == hp.SyncStatus("b", True)
         # Reopening a closed document works.
         assert await raw.open("a") == hp.Authenticated("a", "read-write")
@@ -112,9 +119,12 @@ async def test_ping_pong_and_close() -> None:
 async def test_frames_wait_for_a_slow_authentication_then_apply_in_order() -> None:
     rules = Rules()
     async with serve(rules=rules) as srv, Raw.connect(srv.hp_url) as raw:
-        await raw.send(hp.encode_auth_token("slow", "slow"), hp.encode_step1("slow", b"\x00"),
-                       hp.encode_update("slow", update_inserting("queued")),
-                       hp.encode_stateless("slow", "echo:after the update"))
+        await raw.send(
+            hp.encode_auth_token("slow", "slow"),
+            hp.encode_step1("slow", b"\x00"),
+            hp.encode_update("slow", update_inserting("queued")),
+            hp.encode_stateless("slow", "echo:after the update"),
+        )
         # Another document on the socket is not held up by it.
         assert await raw.open("fast") == hp.Authenticated("fast", "read-write")
         assert srv.collab.room("slow") is None
@@ -133,14 +143,16 @@ async def test_session_aware_addresses_get_their_own_frames() -> None:
         assert await raw.open(two) == hp.Authenticated(two, "read-write")
         await raw.send(hp.encode_update(one, update_inserting("x")))
         # The other session of the same document gets the update, addressed to it.
-        got = await raw.next(lambda m: isinstance(m, hp.Sync)
-                             and isinstance(m.message, yp.SyncUpdate))
+        got = await raw.next(
+            lambda m: isinstance(m, hp.Sync) and isinstance(m.message, yp.SyncUpdate)
+        )
         assert isinstance(got, hp.Sync) and got.address == two
         room = srv.collab.room("doc")
         assert room is not None and len(room.peers) == 2
 
 
 # -- closes --------------------------------------------------------------------
+
 
 def _flood(n: int) -> list[bytes]:
     return [hp.encode_awareness("pending", b"\x00")] * n
@@ -156,22 +168,35 @@ CLOSE_CASES: list[tuple[str, list[Any], int, str]] = [
     ("truncated", [b"\x03doc\x00\x02\x80"], 1002, "truncated varUint"),
     ("empty frame", [b""], 1002, "empty frame"),
     ("text frame", ["hello"], 1003, "text frames"),
-    ("broadcast stateless", [hp.encode_broadcast_stateless("shared", "hi all")], 1008,
-     "BroadcastStateless"),
+    (
+        "broadcast stateless",
+        [hp.encode_broadcast_stateless("shared", "hi all")],
+        1008,
+        "BroadcastStateless",
+    ),
     ("oversize", [hp.encode_update("shared", b"\x00" * (MAX_FRAME + 1))], 1009, "exceeds"),
-    ("invalid update", [hp.encode_auth_token("shared", ""),
-                        hp.encode_update("shared", b"garbage-not-an-update")], 1007,
-     "update rejected"),
+    (
+        "invalid update",
+        [hp.encode_auth_token("shared", ""), hp.encode_update("shared", b"garbage-not-an-update")],
+        1007,
+        "update rejected",
+    ),
     ("frames before auth", _flood(9), 1008, "before authentication"),
-    ("documents before auth", [hp.encode_awareness(f"d{i}", b"\x00") for i in range(9)], 1008,
-     "documents not authenticated"),
+    (
+        "documents before auth",
+        [hp.encode_awareness(f"d{i}", b"\x00") for i in range(9)],
+        1008,
+        "documents not authenticated",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("frames", "code", "reason"), [c[1:] for c in CLOSE_CASES],
-                         ids=[c[0] for c in CLOSE_CASES])
-async def test_bad_frame_closes_only_its_socket(js: JSClient, frames: list[Any], code: int,
-                                                reason: str) -> None:
+@pytest.mark.parametrize(
+    ("frames", "code", "reason"), [c[1:] for c in CLOSE_CASES], ids=[c[0] for c in CLOSE_CASES]
+)
+async def test_bad_frame_closes_only_its_socket(
+    js: JSClient, frames: list[Any], code: int, reason: str
+) -> None:
     async with serve(settings(max_frame_bytes=MAX_FRAME, auth_queue_frames=8)) as srv:
         await js.call("connect_hocuspocus", handle="h", url=srv.hp_url, name="shared")
         await js.call("connect", handle="y", url=srv.ws_url, room="shared")
@@ -219,8 +244,11 @@ async def test_stateless_flood_with_a_slow_hook_is_bounded() -> None:
 
 
 async def test_pings_only_to_providers_that_answer_them() -> None:
-    async with serve(settings(ping_interval=0.1)) as srv, Raw.connect(srv.hp_url) as v4, \
-            Raw.connect(srv.hp_url) as v3:
+    async with (
+        serve(settings(ping_interval=0.1)) as srv,
+        Raw.connect(srv.hp_url) as v4,
+        Raw.connect(srv.hp_url) as v3,
+    ):
         await v4.send(hp.encode_auth_token("doc", "", "4.8.0"))
         await v3.send(hp.encode_auth_token("doc", ""))  # 3.x providers send no version
         for _ in range(3):

@@ -98,14 +98,23 @@ async def test_denied_token_fails_that_document_only(js: JSClient) -> None:
         await js.call("hocuspocus_socket", socket="s", url=srv.hp_url)
         await js.call("connect_hocuspocus", handle="ok", socket="s", name="open", token="good")
         with pytest.raises(JSClientError) as info:
-            await js.call("connect_hocuspocus", handle="no", socket="s", name="closed",
-                          token="bad", keep_on_error=True, timeout_ms=T)
+            await js.call(
+                "connect_hocuspocus",
+                handle="no",
+                socket="s",
+                name="closed",
+                token="bad",
+                keep_on_error=True,
+                timeout_ms=T,
+            )
         assert info.value.kind == "authenticationFailed"
         assert info.value.data["reason"] == "bad-token"
         assert (await js.event(event="authenticationFailed", handle="no"))["reason"] == "bad-token"
         # The hook saw the token of each document.
         assert sorted((r.room, r.token) for r in srv.rules.auth_requests) == [
-            ("closed", "bad"), ("open", "good")]
+            ("closed", "bad"),
+            ("open", "good"),
+        ]
 
         # The socket stays open: the allowed document keeps syncing, and what
         # the denied provider edits never reaches its room.
@@ -122,8 +131,9 @@ async def test_read_only_scope(js: JSClient) -> None:
     async with serve() as srv:
         await js.call("connect", handle="y", url=srv.ws_url, room="ro")
         await js.call("insert", handle="y", text="original")
-        got = await js.call("connect_hocuspocus", handle="h", url=srv.hp_url, name="ro",
-                            token="readonly")
+        got = await js.call(
+            "connect_hocuspocus", handle="h", url=srv.hp_url, name="ro", token="readonly"
+        )
         assert got["scope"] == "readonly"
         await js.call("wait_text", handle="h", equals="original", timeout_ms=T)
         # Its step2 added nothing, so it was acknowledged: nothing unsynced.
@@ -202,8 +212,13 @@ async def test_idle_provider_without_awareness_is_kept_alive(js: JSClient) -> No
     """A provider reconnects after messageReconnectTimeout without a message;
     our app-level pings keep an idle one (no cursor to renew) connected."""
     async with serve(settings(ping_interval=0.1)) as srv:
-        await js.call("connect_hocuspocus", handle="h", url=srv.hp_url, name="idle",
-                      message_reconnect_timeout_ms=500)
+        await js.call(
+            "connect_hocuspocus",
+            handle="h",
+            url=srv.hp_url,
+            name="idle",
+            message_reconnect_timeout_ms=500,
+        )
         [conn_id] = srv.hocuspocus_connections()
         conn = srv.collab.connections[conn_id]
         sent = conn.stats.frames_out
@@ -215,8 +230,11 @@ async def test_idle_provider_without_awareness_is_kept_alive(js: JSClient) -> No
 
 async def test_collab_serve_on_a_configured_path(js: JSClient, tmp_path: Path) -> None:
     """The CLI (`collab serve`, its own uvicorn protocol) with COLLAB_HOCUSPOCUS_PATH."""
-    env = {"COLLAB_STORE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-           "COLLAB_HOCUSPOCUS_PATH": "/sync/hp", "COLLAB_DRAIN_SECONDS": "0.1"}
+    env = {
+        "COLLAB_STORE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "COLLAB_HOCUSPOCUS_PATH": "/sync/hp",
+        "COLLAB_DRAIN_SECONDS": "0.1",
+    }
     async with run_collab(tmp_path, env=env) as srv:
         await js.call("connect_hocuspocus", handle="h", url=f"{srv.ws_url}/sync/hp", name="cli")
         await js.call("connect", handle="y", url=srv.ws_url, room="cli")

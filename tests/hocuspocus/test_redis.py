@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.fixtures import certs, redis_factory  # noqa: F401  (fixtures)
 from tests.support.jsclient import JSClient, JSClientTimeout
 from tests.support.redis_server import RedisServer
 
@@ -27,8 +26,9 @@ async def js(tmp_path: Path) -> AsyncIterator[JSClient]:
         yield client
 
 
-async def _until_stateless(js: JSClient, handle: str, payload: str,
-                           send: Callable[[], object], attempts: int = 20) -> None:
+async def _until_stateless(
+    js: JSClient, handle: str, payload: str, send: Callable[[], object], attempts: int = 20
+) -> None:
     """Send until ``handle`` receives ``payload``. Pub/sub drops what is published
     before the far instance has subscribed the room, and stateless messages,
     unlike updates, have no anti-entropy to bring them back."""
@@ -45,14 +45,17 @@ async def _until_stateless(js: JSClient, handle: str, payload: str,
 
 
 async def test_provider_and_ywebsocket_on_two_instances(
-        js: JSClient, redis_factory: Callable[..., RedisServer]) -> None:  # noqa: F811
+    js: JSClient, redis_factory: Callable[..., RedisServer]
+) -> None:
     redis = redis_factory(tls=True, password="auth-token")
     url = redis.url()
     async with AsyncExitStack() as stack:
         a: Served = await stack.enter_async_context(
-            serve(settings(redis_url=url, instance_id="inst-a")))
+            serve(settings(redis_url=url, instance_id="inst-a"))
+        )
         b: Served = await stack.enter_async_context(
-            serve(settings(redis_url=url, instance_id="inst-b")))
+            serve(settings(redis_url=url, instance_id="inst-b"))
+        )
 
         await js.call("connect_hocuspocus", handle="ha", url=a.hp_url, name="shared/doc")
         await js.call("connect", handle="yb", url=b.ws_url, room="shared/doc")
@@ -73,10 +76,15 @@ async def test_provider_and_ywebsocket_on_two_instances(
         await js.call("wait_awareness", handle="ha", value="Ben", timeout_ms=T)
 
         # A stateless broadcast crosses: from A's hook, and from B's server API.
-        await _until_stateless(js, "hb", "hello from A", lambda: js.call(
-            "send_stateless", handle="ha", payload="broadcast:hello from A"))
-        await _until_stateless(js, "ha", "pushed on B",
-                               lambda: b.collab.send_stateless("shared/doc", "pushed on B"))
+        await _until_stateless(
+            js,
+            "hb",
+            "hello from A",
+            lambda: js.call("send_stateless", handle="ha", payload="broadcast:hello from A"),
+        )
+        await _until_stateless(
+            js, "ha", "pushed on B", lambda: b.collab.send_stateless("shared/doc", "pushed on B")
+        )
         # The y-websocket client has no stateless messages: it got none.
         assert not js.events_for("yb", "stateless")
         # And each instance's own providers got them too.

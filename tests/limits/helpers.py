@@ -88,9 +88,13 @@ async def still_converging(a: YClient, b: YClient, tag: str, timeout: float = 15
         return f"<a:{tag}>" in text and f"<b:{tag}>" in text
 
     try:
-        await wait_until(lambda: both(a) and both(b) and str(a.text()) == str(b.text()),
-                         timeout, f"both clients have {tag!r}")
+        await wait_until(
+            lambda: both(a) and both(b) and str(a.text()) == str(b.text()),
+            timeout,
+            f"both clients have {tag!r}",
+        )
     except TimeoutError:
-        raise AssertionError(f"not converged on {tag!r}: a={str(a.text())[-200:]!r} "
-                             f"b={str(b.text())[-200:]!r} closed={a.close_code, b.close_code}"
-                             ) from None
+        raise AssertionError(
+            f"not converged on {tag!r}: a={str(a.text())[-200:]!r} "
+            f"b={str(b.text())[-200:]!r} closed={a.close_code, b.close_code}"
+        ) from None

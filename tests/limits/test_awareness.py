@@ -55,8 +55,12 @@ async def test_spoofing_and_orphaning_fail_and_bad_states_close(tmp_path: Path) 
         # Spoofing: take over ada's cursor, then evict it; orphaning: a state
         # set and removed (with an older clock) in one frame, then leave.
         mallory = json.dumps({"user": {"name": "mallory"}})
-        await attack(url, frame((ada, 999, mallory)), frame((ada, 1000, "null")),
-                     frame((424242, 5, mallory), (424242, 3, "null")))
+        await attack(
+            url,
+            frame((ada, 999, mallory)),
+            frame((ada, 1000, "null")),
+            frame((424242, 5, mallory), (424242, 3, "null")),
+        )
         # The orphan attempt's state is removed when its socket closes.
         await js.call("wait_awareness", handle="w", value="mallory", present=False)
         await js.call("set_awareness", handle="ada", value={"name": "ada2"})  # a later event

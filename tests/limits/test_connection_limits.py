@@ -33,9 +33,13 @@ async def handshake(port: int, xff: str | None = None) -> tuple[int, dict[str, s
     try:
         key = base64.b64encode(os.urandom(16)).decode()
         extra = f"X-Forwarded-For: {xff}\r\n" if xff else ""
-        writer.write((f"GET /storm HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                      f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                      f"Sec-WebSocket-Version: 13\r\n{extra}\r\n").encode())
+        writer.write(
+            (
+                f"GET /storm HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                f"Sec-WebSocket-Version: 13\r\n{extra}\r\n"
+            ).encode()
+        )
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
     finally:
         writer.close()
@@ -45,13 +49,14 @@ async def handshake(port: int, xff: str | None = None) -> tuple[int, dict[str, s
     return int(lines[0].split()[1]), {k.lower(): v for k, v in headers.items()}
 
 
-async def storm(port: int, xff: list[str | None],
-                per_second: int = 500) -> list[tuple[int, dict[str, str]]]:
+async def storm(
+    port: int, xff: list[str | None], per_second: int = 500
+) -> list[tuple[int, dict[str, str]]]:
     """``len(xff)`` connects at ``per_second``, 50 at a time."""
     results: list[tuple[int, dict[str, str]]] = []
     started = time.monotonic()
     for i in range(0, len(xff), 50):
-        results += await asyncio.gather(*(handshake(port, x) for x in xff[i:i + 50]))
+        results += await asyncio.gather(*(handshake(port, x) for x in xff[i : i + 50]))
         ahead = started + (i + 50) / per_second - time.monotonic()
         if ahead > 0:
             await asyncio.sleep(ahead)  # the pace of the attack itself, not a wait for state
@@ -92,8 +97,12 @@ async def test_500_connects_per_second_from_one_address_spoofed_or_not(tmp_path:
 
 async def test_x_forwarded_for_counts_through_a_trusted_proxy_only(tmp_path: Path) -> None:
     # The test plays a proxy on 127.0.0.1 that appends the address it saw.
-    env = {**BASE, "COLLAB_CONNECT_RATE": "60", "COLLAB_CONNECT_BURST": "5",
-           "COLLAB_TRUSTED_PROXIES": "127.0.0.1/32"}
+    env = {
+        **BASE,
+        "COLLAB_CONNECT_RATE": "60",
+        "COLLAB_CONNECT_BURST": "5",
+        "COLLAB_TRUSTED_PROXIES": "127.0.0.1/32",
+    }
     async with run_collab(tmp_path, env=env) as srv:
         attacker = [f"{spoofed()}, 198.51.100.66" for _ in range(100)]
         statuses = Counter(s for s, _ in await storm(srv.port, attacker))
@@ -114,13 +123,16 @@ async def test_connections_past_the_process_limit_get_503(tmp_path: Path) -> Non
             assert (await handshake(srv.port))[0] == 101
             for ws in held:
                 await ws.close()
-        assert await metric(srv, "collab_handshakes_refused_total",
-                            reason="max_connections") == 1
+        assert await metric(srv, "collab_handshakes_refused_total", reason="max_connections") == 1
 
 
 async def test_a_frame_flood_is_1008_and_pings_are_answered_at_a_rate(tmp_path: Path) -> None:
-    env = {**BASE, "COLLAB_FRAME_RATE": "100", "COLLAB_FRAME_BURST": "200",
-           "COLLAB_PING_ANSWER_RATE": "2"}
+    env = {
+        **BASE,
+        "COLLAB_FRAME_RATE": "100",
+        "COLLAB_FRAME_BURST": "200",
+        "COLLAB_PING_ANSWER_RATE": "2",
+    }
     async with run_collab(tmp_path, env=env) as srv:
         url = f"{srv.ws_url}/rate"
         async with pair(url) as (a, b):
@@ -138,8 +150,9 @@ async def test_a_frame_flood_is_1008_and_pings_are_answered_at_a_rate(tmp_path: 
             # the burst and the rate's share are answered.
             raw = await asyncio.to_thread(RawWebSocket, srv.port, "/rate")
             try:
-                await asyncio.to_thread(lambda: [raw.send_frame(OP_PING, b"p" * 100)
-                                                 for _ in range(1000)])
+                await asyncio.to_thread(
+                    lambda: [raw.send_frame(OP_PING, b"p" * 100) for _ in range(1000)]
+                )
                 await still_converging(a, b, "pings")
                 raw.send_close_without_status()
                 pongs = await asyncio.to_thread(count_pongs, raw)

@@ -27,12 +27,17 @@ pytestmark = pytest.mark.anyio
 
 CAP = 4 * MiB
 UPDATE = 512 * 1024  # text bytes per flood update: 200 of them = 100 MiB, 25 x the cap
-ENV = {"COLLAB_STORE_URL": "memory://", "COLLAB_MAX_DOCUMENT_BYTES": str(CAP),
-       "COLLAB_MAX_FRAME_BYTES": str(MiB), "COLLAB_LOG_LEVEL": "warning"}
+ENV = {
+    "COLLAB_STORE_URL": "memory://",
+    "COLLAB_MAX_DOCUMENT_BYTES": str(CAP),
+    "COLLAB_MAX_FRAME_BYTES": str(MiB),
+    "COLLAB_LOG_LEVEL": "warning",
+}
 
 
 async def test_a_200_update_flood_past_the_cap_is_1009_and_memory_stays_bounded(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     async with run_collab(tmp_path, env=ENV) as srv:
         url = f"{srv.ws_url}/flood"
         async with pair(url) as (a, b):
@@ -71,8 +76,12 @@ async def test_a_200_update_flood_past_the_cap_is_1009_and_memory_stays_bounded(
 
 
 async def test_a_document_stored_past_the_cap_is_served_read_only(tmp_path: Path) -> None:
-    env = {**ENV, "COLLAB_STORE_URL": "sqlite:///docs.sqlite3", "COLLAB_MAX_DOCUMENT_BYTES": "0",
-           "COLLAB_MAX_FRAME_BYTES": str(4 * MiB)}
+    env = {
+        **ENV,
+        "COLLAB_STORE_URL": "sqlite:///docs.sqlite3",
+        "COLLAB_MAX_DOCUMENT_BYTES": "0",
+        "COLLAB_MAX_FRAME_BYTES": str(4 * MiB),
+    }
     async with run_collab(tmp_path, env=env) as srv:
         async with pair(f"{srv.ws_url}/big") as (a, b):
             a.text().insert(0, "z" * (2 * MiB))

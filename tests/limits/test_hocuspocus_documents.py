@@ -22,8 +22,12 @@ ATTEMPTS = 2000
 
 
 async def test_2000_documents_on_one_socket_are_refused_past_the_limit(tmp_path: Path) -> None:
-    env = {"COLLAB_STORE_URL": "memory://", "COLLAB_LOG_LEVEL": "warning",
-           "COLLAB_MAX_DOCUMENTS_PER_SOCKET": str(LIMIT), "COLLAB_AUTH_QUEUE_FRAMES": "4096"}
+    env = {
+        "COLLAB_STORE_URL": "memory://",
+        "COLLAB_LOG_LEVEL": "warning",
+        "COLLAB_MAX_DOCUMENTS_PER_SOCKET": str(LIMIT),
+        "COLLAB_AUTH_QUEUE_FRAMES": "4096",
+    }
     async with run_collab(tmp_path, env=env) as srv:
         async with pair(f"{srv.ws_url}/shared") as (a, b):
             await still_converging(a, b, "before")
@@ -54,5 +58,9 @@ async def test_2000_documents_on_one_socket_are_refused_past_the_limit(tmp_path:
             await still_converging(a, b, "after")
             grown = await settled_rss(srv) - baseline
             assert grown < 24 * MiB, f"RSS grew {grown / MiB:.1f} MiB"
-        assert await metric(srv, "collab_frames_rejected_total", endpoint="hocuspocus",
-                            reason="PolicyViolation") == 1
+        assert (
+            await metric(
+                srv, "collab_frames_rejected_total", endpoint="hocuspocus", reason="PolicyViolation"
+            )
+            == 1
+        )

@@ -32,18 +32,24 @@ async def closed_with_token(url: str, token: str) -> tuple[int, str]:
         return await close_of(ws)
 
 
-async def test_hooks_that_hang_or_raise_fail_without_taking_anything_down(
-        tmp_path: Path) -> None:
-    env = {"COLLAB_STORE_URL": "memory://", "COLLAB_HOOK_TIMEOUT": "1",
-           "COLLAB_HOOKS": "tests.limits.hooks_fixture:hooks"}
+async def test_hooks_that_hang_or_raise_fail_without_taking_anything_down(tmp_path: Path) -> None:
+    env = {
+        "COLLAB_STORE_URL": "memory://",
+        "COLLAB_HOOK_TIMEOUT": "1",
+        "COLLAB_HOOKS": "tests.limits.hooks_fixture:hooks",
+    }
     async with run_collab(tmp_path, env=env) as srv:
         async with asyncio.timeout(10):
             assert await closed_with_token(f"{srv.ws_url}/doc", "hang") == (
-                4401, "authentication timed out")
+                4401,
+                "authentication timed out",
+            )
         log = await srv.wait_for_log("authenticate hook did not answer within 1s")
         assert "conn_id=c-" in log.split("authenticate hook did not answer")[1].splitlines()[0]
         assert await closed_with_token(f"{srv.ws_url}/doc", "boom") == (
-            1011, "authentication failed")
+            1011,
+            "authentication failed",
+        )
         await srv.wait_for_log("authenticate hook failed")
         for room in ("raise/r", "hang/r"):
             async with pair(f"{srv.ws_url}/{room}") as (a, b):
@@ -56,10 +62,12 @@ async def test_hooks_that_hang_or_raise_fail_without_taking_anything_down(
                 grown = await settled_rss(srv) - baseline
                 assert grown < 32 * MiB, f"RSS grew {grown / MiB:.1f} MiB"
         await srv.wait_for_log("on_change hook did not answer within 1s")
-        assert await metric(srv, "collab_hook_failures_total", hook="on_change",
-                            cause="raised") >= 1
-        assert await metric(srv, "collab_hook_failures_total", hook="on_change",
-                            cause="timeout") >= 1
+        assert (
+            await metric(srv, "collab_hook_failures_total", hook="on_change", cause="raised") >= 1
+        )
+        assert (
+            await metric(srv, "collab_hook_failures_total", hook="on_change", cause="timeout") >= 1
+        )
         assert await metric(srv, "collab_hook_failures_total", hook="authenticate") == 2
         # A hook stuck forever does not hold shutdown either.
         assert await srv.terminate(timeout=15) == 0
@@ -74,8 +82,7 @@ async def test_a_raising_on_change_costs_one_task_and_a_bounded_queue() -> None:
         raise RuntimeError("webhook failed")
 
     dropped: list[int] = []
-    runner = HookRunner(Hooks(on_change=on_change), timeout=1,
-                        on_dropped=lambda: dropped.append(1))
+    runner = HookRunner(Hooks(on_change=on_change), timeout=1, on_dropped=lambda: dropped.append(1))
     room = Room("r")
     for _ in range(5 * CHANGE_BACKLOG):
         runner.room_update(room, b"\x00\x00", PeerOrigin("p"))

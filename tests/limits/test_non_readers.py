@@ -26,15 +26,22 @@ SOCKETS = 10
 def masked_binary(payload: bytes) -> bytes:
     """A client frame with an all-zero mask (the payload goes as is)."""
     n = len(payload)
-    head = bytes((0x80 | OP_BINARY, 0x80 | n)) if n < 126 else bytes(
-        (0x80 | OP_BINARY, 0x80 | 126)) + n.to_bytes(2, "big")
+    head = (
+        bytes((0x80 | OP_BINARY, 0x80 | n))
+        if n < 126
+        else bytes((0x80 | OP_BINARY, 0x80 | 126)) + n.to_bytes(2, "big")
+    )
     return head + b"\x00\x00\x00\x00" + payload
 
 
 async def test_non_readers_on_a_large_document_release_their_buffers(tmp_path: Path) -> None:
-    env = {"COLLAB_STORE_URL": "memory://", "COLLAB_LOG_LEVEL": "warning",
-           "COLLAB_OUTBOUND_QUEUE_FRAMES": "16", "COLLAB_PING_INTERVAL": "600",
-           "COLLAB_FANOUT_WINDOW": "0"}
+    env = {
+        "COLLAB_STORE_URL": "memory://",
+        "COLLAB_LOG_LEVEL": "warning",
+        "COLLAB_OUTBOUND_QUEUE_FRAMES": "16",
+        "COLLAB_PING_INTERVAL": "600",
+        "COLLAB_FANOUT_WINDOW": "0",
+    }
     async with run_collab(tmp_path, env=env) as srv:
         url = f"{srv.ws_url}/big"
         async with pair(url) as (a, b):
@@ -61,8 +68,7 @@ async def test_non_readers_on_a_large_document_release_their_buffers(tmp_path: P
                     break
                 await asyncio.sleep(0.2)  # another process' log file: polled
             assert log.count("aborting the socket") >= SOCKETS
-            assert await metric(srv, "collab_connection_closes_total",
-                                code="1013") >= SOCKETS
+            assert await metric(srv, "collab_connection_closes_total", code="1013") >= SOCKETS
             await still_converging(a, b, "after")
             grown = await settled_rss(srv) - baseline
             # Ten document copies were buffered; what is left is not one per socket.

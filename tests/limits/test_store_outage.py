@@ -33,10 +33,15 @@ def pg() -> Iterator[PostgresServer]:
 
 
 def env_for(url: str) -> dict[str, str]:
-    return {"COLLAB_STORE_URL": url, "COLLAB_STORE_TIMEOUT": "1",
-            "COLLAB_STORE_CHECK_INTERVAL": "0.5", "COLLAB_FLUSH_DEBOUNCE": "0.05",
-            "COLLAB_FLUSH_MAX_WAIT": "0.2", "COLLAB_ROOM_GRACE": "0.3",
-            "COLLAB_DRAIN_SECONDS": "1"}
+    return {
+        "COLLAB_STORE_URL": url,
+        "COLLAB_STORE_TIMEOUT": "1",
+        "COLLAB_STORE_CHECK_INTERVAL": "0.5",
+        "COLLAB_FLUSH_DEBOUNCE": "0.05",
+        "COLLAB_FLUSH_MAX_WAIT": "0.2",
+        "COLLAB_ROOM_GRACE": "0.3",
+        "COLLAB_DRAIN_SECONDS": "1",
+    }
 
 
 def stored_text(url: str, room: str) -> str:
@@ -56,7 +61,8 @@ async def readiness(srv: CollabProcess) -> tuple[int, dict[str, Any]]:
 
 
 async def test_a_frozen_postgresql_fails_readiness_and_loses_no_edit(
-        tmp_path: Path, pg: PostgresServer) -> None:
+    tmp_path: Path, pg: PostgresServer
+) -> None:
     url = pg.create_database("frozen")
     async with run_collab(tmp_path, env=env_for(url)) as srv:
         async with pair(f"{srv.ws_url}/pg/r") as (a, b):
@@ -84,22 +90,28 @@ async def test_a_frozen_postgresql_fails_readiness_and_loses_no_edit(
             expected = str(a.text())
         for tag in ("before", "frozen0", "frozen4", "after"):
             assert f"<a:{tag}>" in expected
-        await eventually(lambda: _async(stored_text, url, "pg/r"), lambda t: t == expected,
-                         timeout=20)
-        await eventually(lambda: _async(stored_text, url, "pg/gone"),
-                         lambda t: "<gone:before>" in t and "<gone:frozen>" in t, timeout=20)
+        await eventually(
+            lambda: _async(stored_text, url, "pg/r"), lambda t: t == expected, timeout=20
+        )
+        await eventually(
+            lambda: _async(stored_text, url, "pg/gone"),
+            lambda t: "<gone:before>" in t and "<gone:frozen>" in t,
+            timeout=20,
+        )
         async with YClient(f"{srv.ws_url}/pg/gone", reconnect=False) as c:
             assert "<gone:frozen>" in str(c.text())
 
 
 async def test_sigterm_during_a_store_outage_exits_non_zero_naming_the_rooms(
-        tmp_path: Path, pg: PostgresServer) -> None:
+    tmp_path: Path, pg: PostgresServer
+) -> None:
     url = pg.create_database("outage")
     async with run_collab(tmp_path, env=env_for(url)) as srv:
         async with pair(f"{srv.ws_url}/pg/lost") as (a, b):
             await still_converging(a, b, "stored")
-            await eventually(lambda: _async(stored_text, url, "pg/lost"),
-                             lambda t: "<a:stored>" in t)
+            await eventually(
+                lambda: _async(stored_text, url, "pg/lost"), lambda t: "<a:stored>" in t
+            )
             pg.pause()
             try:
                 await still_converging(a, b, "unstored")

@@ -19,16 +19,24 @@ Samples = list[tuple[str, dict[str, str], float]]
 
 
 def settings(**kw: Any) -> Settings:
-    base: dict[str, Any] = {"store_url": "memory://", "room_grace": 0.2,
-                            "flush_debounce": 0.05, "flush_max_wait": 0.2,
-                            "loop_lag_interval": 0.05, "store_check_interval": 0.1}
+    base: dict[str, Any] = {
+        "store_url": "memory://",
+        "room_grace": 0.2,
+        "flush_debounce": 0.05,
+        "flush_max_wait": 0.2,
+        "loop_lag_interval": 0.05,
+        "store_check_interval": 0.1,
+    }
     base.update(kw)
     return Settings(**base)
 
 
 def parse_metrics(text: str) -> Samples:
-    return [(s.name, dict(s.labels), s.value)
-            for family in text_string_to_metric_families(text) for s in family.samples]
+    return [
+        (s.name, dict(s.labels), s.value)
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    ]
 
 
 async def scrape(url: str, path: str = "/metrics") -> Samples:
@@ -42,8 +50,11 @@ async def scrape(url: str, path: str = "/metrics") -> Samples:
 
 def value(samples: Samples, name: str, **labels: str) -> float:
     """Sum of the samples named ``name`` whose labels include ``labels``."""
-    return sum(v for n, lab, v in samples
-               if n == name and all(lab.get(k) == want for k, want in labels.items()))
+    return sum(
+        v
+        for n, lab, v in samples
+        if n == name and all(lab.get(k) == want for k, want in labels.items())
+    )
 
 
 def by_label(samples: Samples, name: str, label: str, **labels: str) -> dict[str, float]:
@@ -54,8 +65,12 @@ def by_label(samples: Samples, name: str, label: str, **labels: str) -> dict[str
     return out
 
 
-async def eventually(probe: Callable[[], Awaitable[T]], check: Callable[[T], bool],
-                     timeout: float = 10.0, interval: float = 0.05) -> T:
+async def eventually(
+    probe: Callable[[], Awaitable[T]],
+    check: Callable[[T], bool],
+    timeout: float = 10.0,
+    interval: float = 0.05,
+) -> T:
     """Re-run ``probe`` until ``check`` holds on its result; return that result.
 
     For state owned by another process (its /metrics, its /readyz) there is

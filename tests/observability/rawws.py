@@ -31,10 +31,13 @@ class RawWebSocket:
     def __init__(self, port: int, path: str, *, timeout: float = 10.0) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-                           "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                           f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-                           ).encode())
+        self.sock.sendall(
+            (
+                f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
         self._buf = bytearray()
         while b"\r\n\r\n" not in self._buf:
             chunk = self.sock.recv(4096)
@@ -73,8 +76,8 @@ class RawWebSocket:
             length, pos = struct.unpack(">Q", self._buf[2:10])[0], 10
         if not self._need(pos + length):
             return None
-        payload = bytes(self._buf[pos:pos + length])
-        del self._buf[:pos + length]
+        payload = bytes(self._buf[pos : pos + length])
+        del self._buf[: pos + length]
         r = self.received
         if opcode == OP_CLOSE:
             if len(payload) >= 2:

@@ -33,8 +33,13 @@ pytestmark = pytest.mark.anyio
 MAX_FRAME = 1024
 
 
-async def close_of(url: str, frames: list[Any] = (), *, read_first: bool = True,  # type: ignore[assignment]
-                   timeout: float = 10) -> tuple[int, str]:
+async def close_of(
+    url: str,
+    frames: list[Any] = (),
+    *,
+    read_first: bool = True,  # type: ignore[assignment]
+    timeout: float = 10,
+) -> tuple[int, str]:
     """Connect, optionally read the first frame, send ``frames``, read until
     the server closes; return the code and reason from its close frame."""
     async with asyncio.timeout(timeout):
@@ -136,9 +141,11 @@ async def test_server_close_has_code_and_reason(case: str) -> None:
         records.append(record)
 
     store = FlakyStore()
-    app = create_app(settings(max_frame_bytes=MAX_FRAME),
-                     hooks=Hooks(authenticate=authenticate, on_disconnect=on_disconnect),
-                     store=store)
+    app = create_app(
+        settings(max_frame_bytes=MAX_FRAME),
+        hooks=Hooks(authenticate=authenticate, on_disconnect=on_disconnect),
+        store=store,
+    )
     async with run_app(app, ws_ping_interval=None) as srv:
         got_code, got_reason = await run(srv, store)
         assert got_code == code and reason in got_reason, (got_code, got_reason)
@@ -147,8 +154,7 @@ async def test_server_close_has_code_and_reason(case: str) -> None:
     record = records[0]
     assert (record.code, record.reason, record.initiator) == (code, got_reason, Initiator.SERVER)
     assert record.connection_id.startswith("c-")
-    assert value(samples, "collab_connection_closes_total", code=str(code),
-                 initiator="server") == 1
+    assert value(samples, "collab_connection_closes_total", code=str(code), initiator="server") == 1
 
 
 async def test_client_closes_are_the_clients(caplog: pytest.LogCaptureFixture) -> None:
@@ -168,12 +174,19 @@ async def test_client_closes_are_the_clients(caplog: pytest.LogCaptureFixture) -
             await asyncio.to_thread(gone.kill)
             await wait_until(lambda: len(records) == 2)
     assert (records[0].code, records[0].reason, records[0].initiator) == (
-        4000, "app says bye", Initiator.CLIENT)
+        4000,
+        "app says bye",
+        Initiator.CLIENT,
+    )
     # Stock uvicorn (embedded) reports a vanished peer as 1005; either way it is
     # "abnormal", counted apart and logged as a warning.
     assert records[1].code in (1005, 1006) and records[1].initiator is Initiator.ABNORMAL
-    line = next(r for r in caplog.records if r.getMessage() == "connection closed"
-                and getattr(r, "conn_id", None) == records[1].connection_id)
+    line = next(
+        r
+        for r in caplog.records
+        if r.getMessage() == "connection closed"
+        and getattr(r, "conn_id", None) == records[1].connection_id
+    )
     assert line.levelname == "WARNING"
     assert {"room", "duration", "last_frame"} <= vars(line).keys()
 
@@ -201,28 +214,40 @@ async def test_keepalive_closes_a_silent_peer(tmp_path: Path) -> None:
             assert healthy.close_code is None  # a peer that answers stays
         samples = await eventually(
             lambda: scrape(srv.url),
-            lambda s: value(s, "collab_connection_closes_total", code="1011") == 1)
-        assert value(samples, "collab_connection_closes_total", code="1011",
-                     initiator="server") == 1
-        line = next(r for r in json_lines(srv.log_text())
-                    if r["msg"] == "connection closed" and r["room"] == "silent")
+            lambda s: value(s, "collab_connection_closes_total", code="1011") == 1,
+        )
+        assert (
+            value(samples, "collab_connection_closes_total", code="1011", initiator="server") == 1
+        )
+        line = next(
+            r
+            for r in json_lines(srv.log_text())
+            if r["msg"] == "connection closed" and r["room"] == "silent"
+        )
         assert (line["code"], line["reason"], line["initiator"]) == (
-            1011, "keepalive ping timeout", "server")
+            1011,
+            "keepalive ping timeout",
+            "server",
+        )
 
 
 async def test_sigterm_drains_with_1001(tmp_path: Path) -> None:
-    env = {"COLLAB_STORE_URL": "memory://", "COLLAB_LOG_FORMAT": "json",
-           "COLLAB_DRAIN_SECONDS": "1"}
+    env = {
+        "COLLAB_STORE_URL": "memory://",
+        "COLLAB_LOG_FORMAT": "json",
+        "COLLAB_DRAIN_SECONDS": "1",
+    }
     async with run_collab(tmp_path, env) as srv:
         async with websockets.connect(f"{srv.ws_url}/r", ping_interval=None) as ws:
             await ws.recv()
             srv.proc.send_signal(signal.SIGTERM)
-            _, body = await eventually(lambda: get_json(srv.url + "/readyz"),
-                                       lambda r: r[0] == 503)
+            _, body = await eventually(lambda: get_json(srv.url + "/readyz"), lambda r: r[0] == 503)
             assert body["status"] == "draining"
             # New sockets are refused with a code while the old ones still work.
             assert await close_of(f"{srv.ws_url}/r", read_first=False) == (
-                1013, "server is draining; reconnect to another instance")
+                1013,
+                "server is draining; reconnect to another instance",
+            )
             with pytest.raises(websockets.ConnectionClosed):
                 async with asyncio.timeout(10):
                     while True:
@@ -231,4 +256,6 @@ async def test_sigterm_drains_with_1001(tmp_path: Path) -> None:
         assert await asyncio.wait_for(srv.proc.wait(), 15) == 0
         closes = [r for r in json_lines(srv.log_text()) if r["msg"] == "connection closed"]
     assert sorted((r["code"], r["initiator"]) for r in closes) == [
-        (1001, "server"), (1013, "server")]
+        (1001, "server"),
+        (1013, "server"),
+    ]

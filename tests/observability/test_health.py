@@ -38,8 +38,10 @@ pytestmark = pytest.mark.anyio
 def test_errors_are_redacted() -> None:
     secrets = secrets_of("hunter22", "rediss://app:s3cr%21t@redis:6379/0", "x")
     assert secrets == {"hunter22", "s3cr%21t", "s3cr!t"}
-    text = ("AUTH failed for rediss://app:s3cr!t@redis:6379/0 password=hunter22 "
-            "token: abc123 and the literal hunter22 and s3cr!t")
+    text = (
+        "AUTH failed for rediss://app:s3cr!t@redis:6379/0 password=hunter22 "
+        "token: abc123 and the literal hunter22 and s3cr!t"
+    )
     out = redact(text, secrets)
     for secret in ("hunter22", "s3cr!t", "abc123"):
         assert secret not in out
@@ -120,16 +122,16 @@ async def test_event_loop_lag_fails_readiness_and_recovers() -> None:
     app = create_app(settings(loop_lag_interval=0.05, loop_lag_fail=0.15))
     async with run_app(app, ws_ping_interval=None) as srv:
         async with blocking_the_loop(0.3):
-            _status, body = await eventually(lambda: get_json(srv.url + "/readyz"),
-                                            lambda r: r[0] == 503)
+            _status, body = await eventually(
+                lambda: get_json(srv.url + "/readyz"), lambda r: r[0] == 503
+            )
             loop = body["components"]["event_loop"]
             assert loop["status"] == "failing" and "exceeds 0.15s" in loop["error"]
             _, live = await get_json(srv.url + "/healthz")
             assert live["status"] == "ok" and live["event_loop_lag_seconds"] > 0.15
             samples = await scrape(srv.url)
             assert value(samples, "collab_event_loop_lag_seconds") > 0.15
-        _, body = await eventually(lambda: get_json(srv.url + "/readyz"),
-                                   lambda r: r[0] == 200)
+        _, body = await eventually(lambda: get_json(srv.url + "/readyz"), lambda r: r[0] == 200)
         assert "exceeds" in body["components"]["event_loop"]["last_error"]
 
 
@@ -140,10 +142,10 @@ async def test_a_dead_lag_monitor_is_reported(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(LoopLagMonitor, "record", broken)
     app = create_app(settings())
     async with run_app(app, ws_ping_interval=None) as srv:
-        _, body = await eventually(lambda: get_json(srv.url + "/readyz"),
-                                   lambda r: r[0] == 503)
+        _, body = await eventually(lambda: get_json(srv.url + "/readyz"), lambda r: r[0] == 503)
     assert body["components"]["event_loop"]["error"] == (
-        "lag monitor stopped: RuntimeError: monitor bug")
+        "lag monitor stopped: RuntimeError: monitor bug"
+    )
 
 
 async def test_healthz_answers_within_a_bound_under_load(tmp_path: Path) -> None:
@@ -191,8 +193,9 @@ async def test_healthz_answers_within_a_bound_under_load(tmp_path: Path) -> None
 
         prober = asyncio.ensure_future(probe())
         async with asyncio.timeout(60):
-            readers = [asyncio.ensure_future(drain(ws, doc))
-                       for ws, doc in zip(sockets, docs, strict=True)]
+            readers = [
+                asyncio.ensure_future(drain(ws, doc)) for ws, doc in zip(sockets, docs, strict=True)
+            ]
             await asyncio.gather(*(edit(ws, i) for i, ws in enumerate(sockets)))
             await asyncio.gather(*readers)  # the server has fanned everything out
         stop.set()
@@ -209,15 +212,16 @@ async def test_store_check_failure_shows_without_writes() -> None:
     async with run_app(app, ws_ping_interval=None) as srv:
         await wait_until(lambda: store.checks >= 1)
         store.fail_check = StoreError(
-            "could not connect to postgresql://collab:hunter22@db/collab (password=hunter22)")
-        _status, body = await eventually(lambda: get_json(srv.url + "/readyz"),
-                                        lambda r: r[0] == 503)
+            "could not connect to postgresql://collab:hunter22@db/collab (password=hunter22)"
+        )
+        _status, body = await eventually(
+            lambda: get_json(srv.url + "/readyz"), lambda r: r[0] == 503
+        )
         entry = body["components"]["store"]
         assert entry["status"] == "failing" and "could not connect" in entry["error"]
         assert "hunter22" not in str(body)
         store.fail_check = None  # the database is back: no restart needed
-        _, body = await eventually(lambda: get_json(srv.url + "/readyz"),
-                                   lambda r: r[0] == 200)
+        _, body = await eventually(lambda: get_json(srv.url + "/readyz"), lambda r: r[0] == 200)
         assert "could not connect" in body["components"]["store"]["last_error"]
         samples = await scrape(srv.url)
     assert value(samples, "collab_store_errors_total", op="check") >= 1
@@ -260,8 +264,9 @@ def _parent(kind: str, sub: Any) -> Any:
 
 @pytest.mark.parametrize("kind", ["starlette", "fastapi"])
 async def test_paths_are_configurable_and_work_mounted(kind: str) -> None:
-    sub = create_app(settings(health_path="/ops/live", ready_path="/ops/ready",
-                              metrics_path="/ops/metrics"))
+    sub = create_app(
+        settings(health_path="/ops/live", ready_path="/ops/ready", metrics_path="/ops/metrics")
+    )
     async with run_app(_parent(kind, sub), ws_ping_interval=None) as srv:
         base = srv.url + "/collab"
         status, live = await get_json(base + "/ops/live")

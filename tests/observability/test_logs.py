@@ -26,18 +26,23 @@ HOOKS = "tests.observability.hooks_fixture:hooks"
 _PROCESS_LINES = re.compile(
     r"^(Started server process|Waiting for application (startup|shutdown)|Application "
     r"(startup|shutdown) complete|Uvicorn running on|Shutting down|Finished server process|"
-    r"Waiting for connections to close|draining: )")
-_SOCKET_WORDS = re.compile(r"connection|socket|client|websocket|token|frame|close",
-                           re.IGNORECASE)
+    r"Waiting for connections to close|draining: )"
+)
+_SOCKET_WORDS = re.compile(r"connection|socket|client|websocket|token|frame|close", re.IGNORECASE)
 
 
 def about_a_connection(record: dict[str, Any]) -> bool:
     if _PROCESS_LINES.match(record["msg"]):
         return False
-    return (record["logger"].startswith(("collab.session", "collab.connection",
-                                         "collab.ywebsocket", "collab.hocuspocus",
-                                         "collab.uvicorn"))
-            or bool(_SOCKET_WORDS.search(record["msg"])))
+    return record["logger"].startswith(
+        (
+            "collab.session",
+            "collab.connection",
+            "collab.ywebsocket",
+            "collab.hocuspocus",
+            "collab.uvicorn",
+        )
+    ) or bool(_SOCKET_WORDS.search(record["msg"]))
 
 
 async def _scripted_session(srv: Any) -> int:
@@ -62,14 +67,18 @@ async def _scripted_session(srv: Any) -> int:
     return 6
 
 
-async def test_json_logs_carry_the_connection_id_on_every_connection_line(
-        tmp_path: Path) -> None:
-    env = {"COLLAB_STORE_URL": "memory://", "COLLAB_HOOKS": HOOKS, "COLLAB_LOG_FORMAT": "json",
-           "COLLAB_LOG_LEVEL": "debug"}
+async def test_json_logs_carry_the_connection_id_on_every_connection_line(tmp_path: Path) -> None:
+    env = {
+        "COLLAB_STORE_URL": "memory://",
+        "COLLAB_HOOKS": HOOKS,
+        "COLLAB_LOG_FORMAT": "json",
+        "COLLAB_LOG_LEVEL": "debug",
+    }
     async with run_collab(tmp_path, env) as srv:
         sockets = await _scripted_session(srv)
-        await eventually(lambda: scrape(srv.url),
-                         lambda s: value(s, "collab_connection_closes_total") == sockets)
+        await eventually(
+            lambda: scrape(srv.url), lambda s: value(s, "collab_connection_closes_total") == sockets
+        )
         await srv.terminate()
         records = json_lines(srv.log_text())  # every line, start to exit, is JSON
 
@@ -98,8 +107,11 @@ async def test_text_logs_by_default(tmp_path: Path) -> None:
             await ws.recv()
         log = await srv.wait_for_log("connection closed")
     line = next(ln for ln in log.splitlines() if "connection closed" in ln)
-    assert re.search(r"INFO +collab\.session: connection closed \[conn_id=c-\S+ room=doc "
-                     r"code=1000 .*initiator=client duration=", line), line
+    assert re.search(
+        r"INFO +collab\.session: connection closed \[conn_id=c-\S+ room=doc "
+        r"code=1000 .*initiator=client duration=",
+        line,
+    ), line
     assert not log.lstrip().startswith("{")
 
 
@@ -113,12 +125,19 @@ def test_configure_is_idempotent_and_drops_uvicorn_socket_lines() -> None:
         ours = [h for h in root.handlers if getattr(h, "_collab", False)]
         assert len(ours) == 1
         handler = ours[0]
-        accepted = logging.LogRecord("uvicorn.error", logging.INFO, __file__, 1,
-                                     '%s - "WebSocket %s" [accepted]',
-                                     ("127.0.0.1:1", "/doc?token=secret"), None)
+        accepted = logging.LogRecord(
+            "uvicorn.error",
+            logging.INFO,
+            __file__,
+            1,
+            '%s - "WebSocket %s" [accepted]',
+            ("127.0.0.1:1", "/doc?token=secret"),
+            None,
+        )
         assert not handler.filter(accepted)
-        ours_line = logging.LogRecord("collab.session", logging.INFO, __file__, 1,
-                                      "connection opened", (), None)
+        ours_line = logging.LogRecord(
+            "collab.session", logging.INFO, __file__, 1, "connection opened", (), None
+        )
         assert handler.filter(ours_line)
     finally:
         for h in list(root.handlers):

@@ -25,9 +25,14 @@ from .rawws import RawWebSocket
 pytestmark = pytest.mark.anyio
 
 HOOKS = "tests.observability.hooks_fixture:hooks"
-ENV = {"COLLAB_STORE_URL": "memory://", "COLLAB_HOOKS": HOOKS, "COLLAB_LOG_FORMAT": "json",
-       "COLLAB_ROOM_GRACE": "0.2", "COLLAB_LOOP_LAG_INTERVAL": "0.1",
-       "COLLAB_STORE_CHECK_INTERVAL": "0.1"}
+ENV = {
+    "COLLAB_STORE_URL": "memory://",
+    "COLLAB_HOOKS": HOOKS,
+    "COLLAB_LOG_FORMAT": "json",
+    "COLLAB_ROOM_GRACE": "0.2",
+    "COLLAB_LOOP_LAG_INTERVAL": "0.1",
+    "COLLAB_STORE_CHECK_INTERVAL": "0.1",
+}
 
 
 def update_inserting(text: str) -> bytes:
@@ -142,15 +147,26 @@ async def test_scripted_session_counters_equal_what_happened(tmp_path: Path) -> 
 
         samples = await eventually(
             lambda: scrape(srv.url),
-            lambda s: (value(s, "collab_active_connections") == 0
-                       and value(s, "collab_connection_closes_total") == 6
-                       and value(s, "collab_active_rooms") == 0))
+            lambda s: (
+                value(s, "collab_active_connections") == 0
+                and value(s, "collab_connection_closes_total") == 6
+                and value(s, "collab_active_rooms") == 0
+            ),
+        )
         log = srv.log_text()
 
-    closes = {(lab["code"], lab["initiator"]): v for n, lab, v in samples
-              if n == "collab_connection_closes_total" and v}
-    assert closes == {("1000", "client"): 2, ("1006", "abnormal"): 1, ("1002", "server"): 1,
-                      ("4401", "server"): 1, ("1005", "abnormal"): 1}
+    closes = {
+        (lab["code"], lab["initiator"]): v
+        for n, lab, v in samples
+        if n == "collab_connection_closes_total" and v
+    }
+    assert closes == {
+        ("1000", "client"): 2,
+        ("1006", "abnormal"): 1,
+        ("1002", "server"): 1,
+        ("4401", "server"): 1,
+        ("1005", "abnormal"): 1,
+    }
     assert value(samples, "collab_connections_opened_total", endpoint="ywebsocket") == 6
     assert by_label(samples, "collab_frames_rejected_total", "reason") == {"ProtocolError": 1}
     assert value(samples, "collab_auth_denied_total") == 1
@@ -238,12 +254,12 @@ async def test_metrics_sum_across_workers(tmp_path: Path) -> None:
         tags: dict[str, int] = collections.Counter()
         async with asyncio.timeout(30):
             while len(tags) < 2 or min(tags.values()) < 2:
-                ws = await websockets.connect(f"{srv.ws_url}/room-{len(sockets)}",
-                                              ping_interval=None)
+                ws = await websockets.connect(
+                    f"{srv.ws_url}/room-{len(sockets)}", ping_interval=None
+                )
                 await ws.recv()
                 sockets.append(ws)
-                opened = [r for r in json_lines(srv.log_text())
-                          if r["msg"] == "connection opened"]
+                opened = [r for r in json_lines(srv.log_text()) if r["msg"] == "connection opened"]
                 tags = collections.Counter(r["conn_id"].rsplit("-", 1)[0] for r in opened)
         total = len(sockets)
         assert sum(tags.values()) == total
@@ -253,12 +269,18 @@ async def test_metrics_sum_across_workers(tmp_path: Path) -> None:
             assert value(s, "collab_active_connections") == total
             assert value(s, "collab_connections_opened_total") == total
         # Frame tallies reach the shared files on each worker's next lag tick.
-        await eventually(lambda: scrape(srv.url),
-                         lambda s: value(s, "collab_frames_out_total", type="SyncStep1") == total)
+        await eventually(
+            lambda: scrape(srv.url),
+            lambda s: value(s, "collab_frames_out_total", type="SyncStep1") == total,
+        )
         await sockets.pop().close()
-        await eventually(lambda: scrape(srv.url),
-                         lambda s: value(s, "collab_active_connections") == total - 1
-                         and value(s, "collab_connection_closes_total", code="1000") == 1)
+        await eventually(
+            lambda: scrape(srv.url),
+            lambda s: (
+                value(s, "collab_active_connections") == total - 1
+                and value(s, "collab_connection_closes_total", code="1000") == 1
+            ),
+        )
 
         # A worker that dies: its sockets leave the live gauges (mark_process_dead),
         # its counters stay in the sums.
@@ -266,8 +288,9 @@ async def test_metrics_sum_across_workers(tmp_path: Path) -> None:
         os.kill(victim, signal.SIGKILL)
         await srv.wait_for_log(f"worker pid {victim} exited")
         survivors = await eventually(lambda: _alive_count(sockets), lambda n: n < total - 1)
-        s = await eventually(lambda: scrape(srv.url),
-                             lambda s: value(s, "collab_active_connections") == survivors)
+        s = await eventually(
+            lambda: scrape(srv.url), lambda s: value(s, "collab_active_connections") == survivors
+        )
         assert value(s, "collab_connections_opened_total") == total
         for ws in sockets:
             await ws.close()

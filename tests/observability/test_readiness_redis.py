@@ -28,9 +28,15 @@ WRONG = "wrong-pa55word"
 
 
 def collab_env(redis_url: str, **extra: str) -> dict[str, str]:
-    return {"COLLAB_STORE_URL": "memory://", "COLLAB_REDIS_URL": redis_url,
-            "COLLAB_REDIS_BACKOFF_BASE": "0.05", "COLLAB_REDIS_BACKOFF_CAP": "0.5",
-            "COLLAB_REDIS_SOCKET_TIMEOUT": "2", "COLLAB_LOG_FORMAT": "json", **extra}
+    return {
+        "COLLAB_STORE_URL": "memory://",
+        "COLLAB_REDIS_URL": redis_url,
+        "COLLAB_REDIS_BACKOFF_BASE": "0.05",
+        "COLLAB_REDIS_BACKOFF_CAP": "0.5",
+        "COLLAB_REDIS_SOCKET_TIMEOUT": "2",
+        "COLLAB_LOG_FORMAT": "json",
+        **extra,
+    }
 
 
 async def readyz(srv: CollabProcess) -> tuple[int, Any]:

@@ -89,10 +89,12 @@ def test_readme_uvicorn_filter_masks_tokens() -> None:
 def test_handshake_trace_lines_are_masked_both_ways() -> None:
     from collab.observability.redact import redact_headers
 
-    trace = ("< GET /room?access_token=abc123&x=1 HTTP/1.1\n"
-             "< Sec-WebSocket-Protocol: collab, eyJ.secret.token\n"
-             "> Sec-WebSocket-Protocol: eyJ.secret.token\n"
-             "< Cookie: session=s3cr3t")
+    trace = (
+        "< GET /room?access_token=abc123&x=1 HTTP/1.1\n"
+        "< Sec-WebSocket-Protocol: collab, eyJ.secret.token\n"
+        "> Sec-WebSocket-Protocol: eyJ.secret.token\n"
+        "< Cookie: session=s3cr3t"
+    )
     out = redact_headers(trace)
     for secret in ("abc123", "eyJ.secret.token", "s3cr3t"):
         assert secret not in out

@@ -51,7 +51,7 @@ def test_the_size_estimate_is_remeasured_so_deletions_free_room() -> None:
     text = room.doc.get("text", type=Text)
     for _ in range(6):  # 6 x 10 KB typed and deleted: the document stays small
         room.sync_update(a, insert("q" * 10_000))
-        del text[0:len(text)]
+        del text[0 : len(text)]
     assert room.size > 60_000  # the estimate only adds
     room.sync_update(a, insert("w" * 10_000))  # accepted after a re-measure
     assert room.measured() < 64 * 1024

@@ -58,15 +58,19 @@ async def until_ready(srv: CollabProcess, status: int = 200, timeout: float = 20
 
 
 @asynccontextmanager
-async def instances(tmp_path: Path, count: int, env: Mapping[str, str],
-                    args: tuple[str, ...] = ()) -> AsyncIterator[list[CollabProcess]]:
+async def instances(
+    tmp_path: Path, count: int, env: Mapping[str, str], args: tuple[str, ...] = ()
+) -> AsyncIterator[list[CollabProcess]]:
     """``count`` collab processes with ``env`` (plus BASE_ENV), all ready."""
     async with AsyncExitStack() as stack:
         procs = []
         for i in range(count):
             proc_env = {**BASE_ENV, "COLLAB_INSTANCE_ID": f"inst-{i}", **env}
-            procs.append(await stack.enter_async_context(
-                run_collab(tmp_path / f"inst-{i}", proc_env, args, name=f"inst-{i}")))
+            procs.append(
+                await stack.enter_async_context(
+                    run_collab(tmp_path / f"inst-{i}", proc_env, args, name=f"inst-{i}")
+                )
+            )
         for proc in procs:
             await until_ready(proc)
         yield procs
@@ -84,11 +88,13 @@ async def type_tokens(js: JSClient, handle: str, marks: list[str]) -> None:
         await js.call("insert", handle=handle, text=mark)
 
 
-async def converged(js: JSClient, handles: list[str], marks: list[str],
-                    timeout_ms: int = T_MS) -> str:
+async def converged(
+    js: JSClient, handles: list[str], marks: list[str], timeout_ms: int = T_MS
+) -> str:
     """Every handle's text holds every marker, and all texts are equal."""
-    texts = [await js.call("wait_text", handle=h, contains=marks, timeout_ms=timeout_ms)
-             for h in handles]
+    texts = [
+        await js.call("wait_text", handle=h, contains=marks, timeout_ms=timeout_ms) for h in handles
+    ]
     for handle, text in zip(handles, texts, strict=True):
         missing = set(marks) - found(text)
         assert not missing, f"{handle} lacks {sorted(missing)}"
@@ -101,8 +107,11 @@ async def converged(js: JSClient, handles: list[str], marks: list[str],
 
 def connections_opened(srv: CollabProcess, room: str) -> list[dict[str, Any]]:
     """The "connection opened" records of ``room`` in an instance's JSON log."""
-    return [r for r in json_lines(srv.log_text())
-            if r.get("msg") == "connection opened" and r.get("room") == room]
+    return [
+        r
+        for r in json_lines(srv.log_text())
+        if r.get("msg") == "connection opened" and r.get("room") == room
+    ]
 
 
 # -- a load balancer in front (the ALB's part), and the shared store --------------
@@ -143,15 +152,29 @@ async def load_balancer(tmp_path: Path, procs: list[CollabProcess]) -> AsyncIter
     directory = tmp_path / "nginx"
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    servers = "\n".join(f"        server 127.0.0.1:{p.port} max_fails=1 fail_timeout=30s;"
-                        for p in procs)
+    servers = "\n".join(
+        f"        server 127.0.0.1:{p.port} max_fails=1 fail_timeout=30s;" for p in procs
+    )
     conf = directory / "nginx.conf"
     conf.write_text(_NGINX_CONF.format(servers=servers, port=port))
     nginx = ServerProcess(
-        [require_tool("nginx"), "-p", str(directory), "-e", "stderr", "-c", str(conf),
-         "-g", f"daemon off; pid {directory}/nginx.pid;"],
-        hermetic_environ(), port, directory, directory / "nginx.log",
-        cleanup_signal=signal.SIGTERM)
+        [
+            require_tool("nginx"),
+            "-p",
+            str(directory),
+            "-e",
+            "stderr",
+            "-c",
+            str(conf),
+            "-g",
+            f"daemon off; pid {directory}/nginx.pid;",
+        ],
+        hermetic_environ(),
+        port,
+        directory,
+        directory / "nginx.log",
+        cleanup_signal=signal.SIGTERM,
+    )
     try:
         nginx.start()
         await nginx.wait_status("/healthz", 200)

@@ -14,12 +14,7 @@ from pathlib import Path
 import pytest
 from redis.crc import key_slot
 
-from tests.support.fixtures import (  # noqa: F401  (fixtures)
-    CLUSTER_USERS,
-    certs,
-    redis_cluster,
-    redis_factory,
-)
+from tests.support.fixtures import CLUSTER_USERS
 from tests.support.redis_cluster import RedisCluster
 from tests.support.redis_server import RedisServer
 from tests.support.servers import run_collab
@@ -34,8 +29,11 @@ CHANNEL = "{collab:0:room:cluster/doc}"  # what Replicator.channel names it on a
 
 
 def cluster_env(cluster: RedisCluster, **url: object) -> dict[str, str]:
-    return {"COLLAB_REDIS_URL": cluster.url(username="app", **url),  # type: ignore[arg-type]
-            "COLLAB_REDIS_CLUSTER": "true", "COLLAB_STORE_URL": "memory://"}
+    return {
+        "COLLAB_REDIS_URL": cluster.url(username="app", **url),  # type: ignore[arg-type]
+        "COLLAB_REDIS_CLUSTER": "true",
+        "COLLAB_STORE_URL": "memory://",
+    }
 
 
 async def fault(cluster: RedisCluster, kind: str) -> tuple[RedisServer, RedisServer] | None:
@@ -56,10 +54,10 @@ async def fault(cluster: RedisCluster, kind: str) -> tuple[RedisServer, RedisSer
 
 @pytest.mark.parametrize("kind", ["reshard", "failover", "sigkill"])
 async def test_shard_fault_while_typing_loses_nothing(
-        tmp_path: Path, redis_cluster: RedisCluster, kind: str) -> None:  # noqa: F811
+    tmp_path: Path, redis_cluster: RedisCluster, kind: str
+) -> None:
     cluster = redis_cluster
-    async with instances(tmp_path, 2, cluster_env(cluster)) as (a, b), \
-            js_client(tmp_path) as js:
+    async with instances(tmp_path, 2, cluster_env(cluster)) as (a, b), js_client(tmp_path) as js:
         for handle, srv in (("a1", a), ("a2", a), ("b1", b)):
             await js.call("connect", handle=handle, url=srv.ws_url, room=ROOM)
         warm = {h: tokens(f"{h}-warm", 3) for h in ("a1", "b1")}
@@ -68,8 +66,7 @@ async def test_shard_fault_while_typing_loses_nothing(
 
         during = {h: tokens(f"{h}-{kind}", 30) for h in ("a1", "b1")}
         hit = asyncio.Event()
-        typing = [asyncio.create_task(type_and_signal(js, h, during[h], 8, hit))
-                  for h in during]
+        typing = [asyncio.create_task(type_and_signal(js, h, during[h], 8, hit)) for h in during]
         await asyncio.wait_for(hit.wait(), 20)
         hurt = await fault(cluster, kind)
         try:
@@ -100,7 +97,8 @@ async def test_shard_fault_while_typing_loses_nothing(
 
 @pytest.mark.parametrize("case", ["wrong password", "not a cluster"])
 async def test_cluster_misconfiguration_is_named(
-        tmp_path: Path, redis_cluster: RedisCluster, redis_factory, case: str) -> None:  # noqa: F811
+    tmp_path: Path, redis_cluster: RedisCluster, redis_factory, case: str
+) -> None:
     if case == "wrong password":
         env, cause = cluster_env(redis_cluster, password="wrong-secret"), "AUTH failed"
     else:
@@ -120,7 +118,8 @@ async def test_cluster_misconfiguration_is_named(
 
 
 async def test_messages_past_the_size_limit_cross_a_cluster_through_a_key(
-        tmp_path: Path, redis_cluster: RedisCluster) -> None:  # noqa: F811
+    tmp_path: Path, redis_cluster: RedisCluster
+) -> None:
     """The large-message path on a cluster: the key must live on the primary
     that publishes the pointer (it shares the channel's hash slot)."""
     from tests.observability.common import scrape, value

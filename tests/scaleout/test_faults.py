@@ -14,12 +14,6 @@ from pathlib import Path
 import pytest
 
 from tests.observability.common import eventually
-from tests.support.fixtures import (  # noqa: F401  (fixtures)
-    certs,
-    postgres_server,
-    postgres_url,
-    redis_factory,
-)
 from tests.support.jsclient import JSClient
 
 from .helpers import (
@@ -42,8 +36,14 @@ AUTH_TOKEN = "elasticache-auth-token"
 ROOM = "faults/doc"
 
 
-async def type_and_signal(js: JSClient, handle: str, marks: list[str], after: int,
-                          reached: asyncio.Event, pause: float = 0.02) -> None:
+async def type_and_signal(
+    js: JSClient,
+    handle: str,
+    marks: list[str],
+    after: int,
+    reached: asyncio.Event,
+    pause: float = 0.02,
+) -> None:
     """Type ``marks``; set ``reached`` once ``after`` of them went out, so a
     fault lands while edits are still flowing."""
     for i, mark in enumerate(marks, 1):
@@ -55,7 +55,8 @@ async def type_and_signal(js: JSClient, handle: str, marks: list[str], after: in
 
 @pytest.mark.parametrize("fault", ["sigkill", "sigstop"])
 async def test_redis_fault_while_editing_loses_nothing(
-        tmp_path: Path, redis_factory, fault: str) -> None:  # noqa: F811
+    tmp_path: Path, redis_factory, fault: str
+) -> None:
     redis = redis_factory(tls=True, password=AUTH_TOKEN)
     env = {"COLLAB_REDIS_URL": redis.url(), "COLLAB_STORE_URL": "memory://"}
     async with instances(tmp_path, 2, env) as (a, b), js_client(tmp_path) as js:
@@ -67,8 +68,9 @@ async def test_redis_fault_while_editing_loses_nothing(
         # Both instances typing when the fault hits.
         in_flight = {h: tokens(f"{h}-during", 25) for h in ("a1", "b1")}
         hit = asyncio.Event()
-        typing = [asyncio.create_task(type_and_signal(js, h, in_flight[h], 8, hit))
-                  for h in in_flight]
+        typing = [
+            asyncio.create_task(type_and_signal(js, h, in_flight[h], 8, hit)) for h in in_flight
+        ]
         await asyncio.wait_for(hit.wait(), 20)
         if fault == "sigkill":
             await redis.akill()
@@ -104,7 +106,8 @@ async def test_redis_fault_while_editing_loses_nothing(
 
 
 async def test_killed_instance_loses_nothing_the_store_acknowledged(
-        tmp_path: Path, redis_factory, postgres_url: str) -> None:  # noqa: F811
+    tmp_path: Path, redis_factory, postgres_url: str
+) -> None:
     redis = redis_factory(tls=True, password=AUTH_TOKEN)
     env = {"COLLAB_REDIS_URL": redis.url(), "COLLAB_STORE_URL": postgres_url}
     async with instances(tmp_path, 2, env) as (a, b), js_client(tmp_path) as js:
@@ -130,11 +133,15 @@ async def test_killed_instance_loses_nothing_the_store_acknowledged(
 
 
 async def test_clients_of_a_killed_instance_carry_on_through_another(
-        tmp_path: Path, redis_factory, postgres_url: str) -> None:  # noqa: F811
+    tmp_path: Path, redis_factory, postgres_url: str
+) -> None:
     redis = redis_factory(tls=True, password=AUTH_TOKEN)
     env = {"COLLAB_REDIS_URL": redis.url(), "COLLAB_STORE_URL": postgres_url}
-    async with instances(tmp_path, 2, env) as procs, js_client(tmp_path) as js, \
-            load_balancer(tmp_path, procs) as lb_url:
+    async with (
+        instances(tmp_path, 2, env) as procs,
+        js_client(tmp_path) as js,
+        load_balancer(tmp_path, procs) as lb_url,
+    ):
         await js.call("connect", handle="x", url=lb_url, room=ROOM, max_backoff_ms=300)
         victim = next(p for p in procs if connections_opened(p, ROOM))
         survivor = next(p for p in procs if p is not victim)
@@ -142,8 +149,7 @@ async def test_clients_of_a_killed_instance_carry_on_through_another(
 
         marks = {h: tokens(h, 30) for h in ("x", "y")}
         hit = asyncio.Event()
-        typing = [asyncio.create_task(type_and_signal(js, h, marks[h], 10, hit))
-                  for h in marks]
+        typing = [asyncio.create_task(type_and_signal(js, h, marks[h], 10, hit)) for h in marks]
         await asyncio.wait_for(hit.wait(), 20)
         await victim.kill()
         await asyncio.gather(*typing)
@@ -157,5 +163,4 @@ async def test_clients_of_a_killed_instance_carry_on_through_another(
         await js.call("wait_text", handle="fresh", equals=final, timeout_ms=T_MS)
         # And the survivor stored it all (its batched writes: polled).
         async with stored_marks(postgres_url) as stored:
-            await eventually(lambda: stored(ROOM), lambda got: set(all_marks) <= got,
-                             timeout=20)
+            await eventually(lambda: stored(ROOM), lambda got: set(all_marks) <= got, timeout=20)

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.fixtures import certs, redis_factory  # noqa: F401  (fixtures)
 from tests.support.redis_server import RedisServer
 
 from .helpers import (
@@ -50,12 +49,18 @@ def redis_env(server: RedisServer, *, client_cert: bool) -> dict[str, str]:
     return env
 
 
-@pytest.mark.parametrize("client_certs_required", [False, True],
-                         ids=["elasticache-style", "client-certs-required"])
+@pytest.mark.parametrize(
+    "client_certs_required", [False, True], ids=["elasticache-style", "client-certs-required"]
+)
 async def test_js_clients_on_three_instances_converge_with_cursors(
-        tmp_path: Path, redis_factory, client_certs_required: bool) -> None:  # noqa: F811
-    server = redis_factory(tls=True, password=AUTH_TOKEN, users={ACL_USER: ACL_PASSWORD},
-                           tls_auth_clients=client_certs_required)
+    tmp_path: Path, redis_factory, client_certs_required: bool
+) -> None:
+    server = redis_factory(
+        tls=True,
+        password=AUTH_TOKEN,
+        users={ACL_USER: ACL_PASSWORD},
+        tls_auth_clients=client_certs_required,
+    )
     env = redis_env(server, client_cert=client_certs_required)
     async with instances(tmp_path, 3, env) as procs, js_client(tmp_path) as js:
         handles = ["a", "b", "c"]
@@ -69,18 +74,19 @@ async def test_js_clients_on_three_instances_converge_with_cursors(
 
         # Cursors: everyone sees everyone, across instances.
         for handle in handles:
-            await js.call("set_awareness", handle=handle, field="user",
-                          value={"name": handle.upper()})
+            await js.call(
+                "set_awareness", handle=handle, field="user", value={"name": handle.upper()}
+            )
         for handle in handles:
             for other in handles:
-                await js.call("wait_awareness", handle=handle, value=other.upper(),
-                              timeout_ms=T_MS)
+                await js.call("wait_awareness", handle=handle, value=other.upper(), timeout_ms=T_MS)
 
         # A socket closing on instance C removes its cursor on A and B.
         await js.call("disconnect", handle="c")
         for handle in ("a", "b"):
-            await js.call("wait_awareness", handle=handle, value="C", present=False,
-                          timeout_ms=T_MS)
+            await js.call(
+                "wait_awareness", handle=handle, value="C", present=False, timeout_ms=T_MS
+            )
             await js.call("wait_awareness", handle=handle, value="A", timeout_ms=T_MS)
 
         # A late joiner on C gets the whole document (from C's own copy).
@@ -89,14 +95,13 @@ async def test_js_clients_on_three_instances_converge_with_cursors(
         await js.call("wait_text", handle="late", equals=final, timeout_ms=T_MS)
 
 
-async def test_workers_share_a_room(tmp_path: Path, redis_factory) -> None:  # noqa: F811
+async def test_workers_share_a_room(tmp_path: Path, redis_factory) -> None:
     """``collab serve --workers 2``: sockets the kernel hands to different
     workers of one port still edit one room together."""
     server = redis_factory(tls=True, password=AUTH_TOKEN, users={ACL_USER: ACL_PASSWORD})
     env = redis_env(server, client_cert=False)
     room = "workers/room"
-    async with instances(tmp_path, 1, env, ("--workers", "2")) as (srv,), \
-            js_client(tmp_path) as js:
+    async with instances(tmp_path, 1, env, ("--workers", "2")) as (srv,), js_client(tmp_path) as js:
         # Connect until both workers hold a client (each worker's connection
         # ids carry its own prefix); the kernel picks, so bound the attempts.
         by_worker: dict[str, str] = {}
@@ -112,8 +117,9 @@ async def test_workers_share_a_room(tmp_path: Path, redis_factory) -> None:  # n
                 break
         assert len(by_worker) == 2, f"all {len(handles)} sockets went to one worker"
         one, two = by_worker.values()
-        prefixes = collections.Counter(r["conn_id"].rsplit("-", 1)[0]
-                                       for r in connections_opened(srv, room))
+        prefixes = collections.Counter(
+            r["conn_id"].rsplit("-", 1)[0] for r in connections_opened(srv, room)
+        )
         assert len(prefixes) == 2
 
         marks_one, marks_two = tokens("one", 10), tokens("two", 10)

@@ -13,7 +13,6 @@ import pytest
 
 from collab.client import YClient
 from tests.observability.common import scrape, value
-from tests.support.fixtures import certs, redis_factory  # noqa: F401  (fixtures)
 from tests.support.redis_server import RedisServer
 
 from .helpers import converged, found, instances, js_client, tokens, type_tokens
@@ -25,20 +24,25 @@ AUTH_TOKEN = "shared-redis-auth-token"
 
 def env_for(server: RedisServer, db: int) -> dict[str, str]:
     assert server.certs is not None
-    return {"COLLAB_REDIS_URL": f"rediss://127.0.0.1:{server.port}/{db}",
-            "COLLAB_REDIS_PASSWORD": AUTH_TOKEN,
-            "COLLAB_REDIS_SSL_CA_CERTS": str(server.certs.ca_cert),
-            "COLLAB_STORE_URL": "memory://"}
+    return {
+        "COLLAB_REDIS_URL": f"rediss://127.0.0.1:{server.port}/{db}",
+        "COLLAB_REDIS_PASSWORD": AUTH_TOKEN,
+        "COLLAB_REDIS_SSL_CA_CERTS": str(server.certs.ca_cert),
+        "COLLAB_STORE_URL": "memory://",
+    }
 
 
 async def test_stacks_on_db0_and_db1_of_one_redis_never_share_a_room(
-        tmp_path: Path, redis_factory) -> None:  # noqa: F811
+    tmp_path: Path, redis_factory
+) -> None:
     """Same prefix, same room name, one Redis: pub/sub ignores the database
     index, so only the index in the channel name keeps the stacks apart."""
     server = redis_factory(tls=True, password=AUTH_TOKEN)
-    async with instances(tmp_path / "a", 2, env_for(server, 0)) as stack_a, \
-            instances(tmp_path / "b", 2, env_for(server, 1)) as stack_b, \
-            js_client(tmp_path) as js:
+    async with (
+        instances(tmp_path / "a", 2, env_for(server, 0)) as stack_a,
+        instances(tmp_path / "b", 2, env_for(server, 1)) as stack_b,
+        js_client(tmp_path) as js,
+    ):
         for tag, stack in (("a", stack_a), ("b", stack_b)):
             for i, proc in enumerate(stack):
                 await js.call("connect", handle=f"{tag}{i}", url=proc.ws_url, room="shared")
@@ -64,8 +68,7 @@ def readme_acl() -> list[str]:
     return line.split()
 
 
-async def test_a_40_mb_document_converges_across_instances(
-        tmp_path: Path, redis_factory) -> None:  # noqa: F811
+async def test_a_40_mb_document_converges_across_instances(tmp_path: Path, redis_factory) -> None:
     """Past Redis's pub/sub output-buffer limit (32 MB hard by default) a
     subscriber is disconnected; the 40 MB anti-entropy reply a late instance
     needs must therefore go through a key, not be published. The instances
@@ -73,8 +76,12 @@ async def test_a_40_mb_document_converges_across_instances(
     server = redis_factory(tls=True, password=AUTH_TOKEN)
     with server.client() as admin:
         admin.execute_command(*readme_acl())
-    env = {**env_for(server, 0), "COLLAB_REDIS_USERNAME": "collab-prod",
-           "COLLAB_REDIS_PASSWORD": "long-random-password", "COLLAB_REDIS_PREFIX": "collab-prod"}
+    env = {
+        **env_for(server, 0),
+        "COLLAB_REDIS_USERNAME": "collab-prod",
+        "COLLAB_REDIS_PASSWORD": "long-random-password",
+        "COLLAB_REDIS_PREFIX": "collab-prod",
+    }
     async with instances(tmp_path, 2, env) as (a, b):
         chunks = ["".join(random.choices(string.ascii_letters, k=3_500_000)) for _ in range(12)]
         total = sum(map(len, chunks))

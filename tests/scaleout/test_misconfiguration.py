@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.fixtures import certs, redis_factory  # noqa: F401  (fixtures)
 from tests.support.ports import free_port
 from tests.support.redis_server import RedisServer
 from tests.support.servers import run_collab
@@ -25,20 +24,29 @@ CASES: dict[str, tuple[Callable[[RedisServer], str], str]] = {
     "TLS without the CA": (lambda s: s.url(tls_params=False), "CERTIFICATE_VERIFY_FAILED"),
     "plain connection to the TLS port": (
         lambda s: f"redis://:{AUTH_TOKEN}@127.0.0.1:{s.port}/0",
-        "plain connection to a TLS port"),
-    "unreachable": (lambda s: f"rediss://:{AUTH_TOKEN}@127.0.0.1:{free_port()}/0",
-                    "unreachable: connection refused"),
+        "plain connection to a TLS port",
+    ),
+    "unreachable": (
+        lambda s: f"rediss://:{AUTH_TOKEN}@127.0.0.1:{free_port()}/0",
+        "unreachable: connection refused",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", list(CASES))
 async def test_misconfiguration_is_named_and_local_rooms_keep_working(
-        tmp_path: Path, redis_factory, case: str) -> None:  # noqa: F811
+    tmp_path: Path, redis_factory, case: str
+) -> None:
     make_url, cause = CASES[case]
     server = redis_factory(tls=True, password=AUTH_TOKEN)
-    env = {**BASE_ENV, "COLLAB_STORE_URL": "memory://", "COLLAB_REDIS_URL": make_url(server),
-           # An empty trust store: "without the CA" must not be rescued by the system's.
-           "SSL_CERT_FILE": str(tmp_path / "empty.pem"), "SSL_CERT_DIR": str(tmp_path)}
+    env = {
+        **BASE_ENV,
+        "COLLAB_STORE_URL": "memory://",
+        "COLLAB_REDIS_URL": make_url(server),
+        # An empty trust store: "without the CA" must not be rescued by the system's.
+        "SSL_CERT_FILE": str(tmp_path / "empty.pem"),
+        "SSL_CERT_DIR": str(tmp_path),
+    }
     (tmp_path / "empty.pem").write_text("")
     async with run_collab(tmp_path, env) as srv, js_client(tmp_path) as js:
         body = await until_ready(srv, 503)

@@ -16,12 +16,6 @@ import psycopg
 import pytest
 
 from tests.observability.common import eventually
-from tests.support.fixtures import (  # noqa: F401  (fixtures)
-    certs,
-    postgres_server,
-    postgres_url,
-    redis_factory,
-)
 
 from .helpers import converged, instances, js_client, stored_marks, tokens, type_tokens
 
@@ -32,14 +26,22 @@ ROUNDS = 8
 
 
 async def test_two_instances_store_and_compact_one_document(
-        tmp_path: Path, redis_factory, postgres_url: str) -> None:  # noqa: F811
+    tmp_path: Path, redis_factory, postgres_url: str
+) -> None:
     redis = redis_factory(tls=True, password="auth-token")
-    env = {"COLLAB_REDIS_URL": redis.url(), "COLLAB_STORE_URL": postgres_url,
-           # Compact after every couple of batches, write batches quickly.
-           "COLLAB_COMPACT_THRESHOLD": "2", "COLLAB_FLUSH_DEBOUNCE": "0.01",
-           "COLLAB_FLUSH_MAX_WAIT": "0.03"}
-    async with instances(tmp_path, 2, env) as (a, b), js_client(tmp_path) as js, \
-            stored_marks(postgres_url) as stored:
+    env = {
+        "COLLAB_REDIS_URL": redis.url(),
+        "COLLAB_STORE_URL": postgres_url,
+        # Compact after every couple of batches, write batches quickly.
+        "COLLAB_COMPACT_THRESHOLD": "2",
+        "COLLAB_FLUSH_DEBOUNCE": "0.01",
+        "COLLAB_FLUSH_MAX_WAIT": "0.03",
+    }
+    async with (
+        instances(tmp_path, 2, env) as (a, b),
+        js_client(tmp_path) as js,
+        stored_marks(postgres_url) as stored,
+    ):
         await js.call("connect", handle="a", url=a.ws_url, room=ROOM)
         await js.call("connect", handle="b", url=b.ws_url, room=ROOM)
         written: list[str] = []
@@ -58,10 +60,12 @@ async def test_two_instances_store_and_compact_one_document(
                 await eventually(lambda: stored(ROOM), want.issubset, timeout=20)
 
     with psycopg.connect(postgres_url) as conn:
-        version = conn.execute("SELECT version FROM collab_snapshots WHERE room = %s",
-                               (ROOM,)).fetchone()
-        rows = conn.execute("SELECT count(*) FROM collab_updates WHERE room = %s",
-                            (ROOM,)).fetchone()
+        version = conn.execute(
+            "SELECT version FROM collab_snapshots WHERE room = %s", (ROOM,)
+        ).fetchone()
+        rows = conn.execute(
+            "SELECT count(*) FROM collab_updates WHERE room = %s", (ROOM,)
+        ).fetchone()
     assert version is not None and rows is not None
     # Compaction really ran, many times (each one bumps the version), and the
     # log stayed short.

@@ -52,9 +52,14 @@ async def test_the_buffer_is_bounded_during_an_outage_and_nothing_is_lost() -> N
     inner = SwitchableStore()
     inner.mode = "hang"
     collapsed: list[int] = []
-    writer = Writer(TimedStore(inner, 0.05), debounce=0.01, max_wait=0.02,
-                    compact_threshold=1000, buffer_bytes=20_000,
-                    on_collapse=lambda: collapsed.append(1))
+    writer = Writer(
+        TimedStore(inner, 0.05),
+        debounce=0.01,
+        max_wait=0.02,
+        compact_threshold=1000,
+        buffer_bytes=20_000,
+        on_collapse=lambda: collapsed.append(1),
+    )
     doc: Doc[Any] = Doc()
     text = doc.get("text", type=Text)
     updates: list[bytes] = []

@@ -35,8 +35,9 @@ _tokens = itertools.count()
 
 
 @asynccontextmanager
-async def _pairs(kind: str, request: pytest.FixtureRequest,
-                 tmp_path: Path) -> AsyncIterator[StorePair]:
+async def _pairs(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[StorePair]:
     """A factory of two opened stores of ``kind`` on one database, closed afterwards."""
     opened: list[Store] = []
     url = ""
@@ -50,8 +51,10 @@ async def _pairs(kind: str, request: pytest.FixtureRequest,
             one = MemoryStore()
             pair = (one, one)
         elif kind == "sqlite":
-            pair = (SQLiteStore(str(tmp_path / "db.sqlite3")),
-                    SQLiteStore(str(tmp_path / "db.sqlite3")))
+            pair = (
+                SQLiteStore(str(tmp_path / "db.sqlite3")),
+                SQLiteStore(str(tmp_path / "db.sqlite3")),
+            )
         else:
             pair = (PostgresStore(url), PostgresStore(url))
         for store in dict.fromkeys(pair):
@@ -67,15 +70,15 @@ async def _pairs(kind: str, request: pytest.FixtureRequest,
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
-async def make_stores(request: pytest.FixtureRequest,
-                      tmp_path: Path) -> AsyncIterator[StorePair]:
+async def make_stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StorePair]:
     async with _pairs(request.param, request, tmp_path) as make:
         yield make
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-async def make_db_stores(request: pytest.FixtureRequest,
-                         tmp_path: Path) -> AsyncIterator[StorePair]:
+async def make_db_stores(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[StorePair]:
     """As make_stores, for the stores with a database between two writers."""
     async with _pairs(request.param, request, tmp_path) as make:
         yield make
@@ -184,8 +187,12 @@ async def test_two_writers_append_and_compact_concurrently(make_stores: StorePai
         await store.compact("shared")
 
     for _round in range(12):
-        await asyncio.gather(writer(one, new_tokens(6)), writer(two, new_tokens(6)),
-                             one.compact("shared"), two.compact("shared"))
+        await asyncio.gather(
+            writer(one, new_tokens(6)),
+            writer(two, new_tokens(6)),
+            one.compact("shared"),
+            two.compact("shared"),
+        )
         for store in (one, two):
             text = tokens_in(await store.load("shared"))
             missing = [t for t in written if t not in text]

@@ -63,10 +63,14 @@ class ContainerConfig:
     workdir: str
 
 
-def container_config(image: BuiltImage, *, entrypoint: Sequence[str] | None = None,
-                     command: Sequence[str] | None = None,
-                     environment: Mapping[str, str] | None = None,
-                     user: str | None = None) -> ContainerConfig:
+def container_config(
+    image: BuiltImage,
+    *,
+    entrypoint: Sequence[str] | None = None,
+    command: Sequence[str] | None = None,
+    environment: Mapping[str, str] | None = None,
+    user: str | None = None,
+) -> ContainerConfig:
     """The image's ENTRYPOINT/CMD/ENV/USER/WORKDIR with ``docker run`` /
     compose overrides: a new entrypoint drops the image's CMD (unless a
     command is given too); environment entries override the image's."""
@@ -137,16 +141,16 @@ class Sandbox:
                     if template.is_dir():
                         info = template.stat()
                         for child in template.iterdir():
-                            subprocess.run(["cp", "-a", str(child), str(volume.source)],
-                                           check=True)
+                            subprocess.run(["cp", "-a", str(child), str(volume.source)], check=True)
                         os.chown(volume.source, info.st_uid, info.st_gid)
                         os.chmod(volume.source, info.st_mode & 0o7777)
             elif not volume.source.exists():
                 # Docker would create a missing bind source as an empty directory,
                 # which hides the mistake; fail instead.
                 raise SandboxError(f"bind mount source {volume.source} does not exist")
-            out.append({"source": str(volume.source), "target": volume.target,
-                        "readonly": volume.readonly})
+            out.append(
+                {"source": str(volume.source), "target": volume.target, "readonly": volume.readonly}
+            )
         return out
 
     def start(self) -> Sandbox:
@@ -154,9 +158,13 @@ class Sandbox:
         self.state.mkdir(parents=True, exist_ok=True)
         self.mounts = self._init_volumes()
         spec = {
-            "lower": str(self.lower), "state": str(self.state), "root": str(self.root),
-            "hostname": self.hostname, "hosts": self.hosts,
-            "volumes": self.mounts, "publish": list(self.publish),
+            "lower": str(self.lower),
+            "state": str(self.state),
+            "root": str(self.root),
+            "hostname": self.hostname,
+            "hosts": self.hosts,
+            "volumes": self.mounts,
+            "publish": list(self.publish),
             "reach": [{"port": p, "host_port": h} for p, h in self.reach.items()],
         }
         spec_path = self.state / "sandbox.json"
@@ -164,8 +172,11 @@ class Sandbox:
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-I", str(INIT_SCRIPT), "sandbox", str(spec_path)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
-            start_new_session=True)
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            start_new_session=True,
+        )
         assert self.proc.stdout is not None
         deadline = time.monotonic() + _READY_TIMEOUT
         line = b""
@@ -173,8 +184,9 @@ class Sandbox:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self.proc.poll() is not None:
                 self.stop()
-                raise SandboxError(f"the sandbox did not come up (exit {self.proc.returncode})"
-                                   f":\n{self.log_text()}")
+                raise SandboxError(
+                    f"the sandbox did not come up (exit {self.proc.returncode}):\n{self.log_text()}"
+                )
             ready, _, _ = select.select([self.proc.stdout], [], [], min(remaining, 0.2))
             if ready:
                 chunk = os.read(self.proc.stdout.fileno(), 4096)
@@ -198,18 +210,31 @@ class Sandbox:
         if self.proc is None or self.proc.poll() is not None:
             raise SandboxError(f"the sandbox is not running:\n{self.log_text()}")
         self._execs += 1
-        spec = {"sandbox_pid": self.proc.pid, "root": str(self.root), "argv": list(argv),
-                "env": config.env, "user": config.user, "workdir": config.workdir,
-                "hostname": self.hostname}
+        spec = {
+            "sandbox_pid": self.proc.pid,
+            "root": str(self.root),
+            "argv": list(argv),
+            "env": config.env,
+            "user": config.user,
+            "workdir": config.workdir,
+            "hostname": self.hostname,
+        }
         path = self.state / f"exec-{self._execs}.json"
         path.write_text(json.dumps(spec, indent=1))
         return [sys.executable, "-I", str(INIT_SCRIPT), "exec", str(path)]
 
-    def run(self, argv: Sequence[str], config: ContainerConfig, *, timeout: float = 30
-            ) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, argv: Sequence[str], config: ContainerConfig, *, timeout: float = 30
+    ) -> subprocess.CompletedProcess[str]:
         """``docker exec``: run ``argv`` to completion; output captured."""
-        return subprocess.run(self.exec_argv(argv, config), capture_output=True, text=True,
-                              timeout=timeout, check=False, env={})
+        return subprocess.run(
+            self.exec_argv(argv, config),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env={},
+        )
 
     def healthcheck(self, config: ContainerConfig) -> subprocess.CompletedProcess[str]:
         """One run of the image's HEALTHCHECK, with its own timeout."""
@@ -265,6 +290,10 @@ class Sandbox:
     def __enter__(self) -> Sandbox:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()

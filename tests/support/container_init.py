@@ -68,11 +68,19 @@ def _check(result: int, what: str) -> None:
         raise OSError(code, f"{what}: {os.strerror(code)}")
 
 
-def mount(source: str | None, target: str, fstype: str | None, flags: int = 0,
-          data: str | None = None) -> None:
-    _check(_libc.mount(source.encode() if source else None, target.encode(),
-                       fstype.encode() if fstype else None, ctypes.c_ulong(flags),
-                       data.encode() if data else None), f"mount {source} on {target}")
+def mount(
+    source: str | None, target: str, fstype: str | None, flags: int = 0, data: str | None = None
+) -> None:
+    _check(
+        _libc.mount(
+            source.encode() if source else None,
+            target.encode(),
+            fstype.encode() if fstype else None,
+            ctypes.c_ulong(flags),
+            data.encode() if data else None,
+        ),
+        f"mount {source} on {target}",
+    )
 
 
 def unshare(flags: int) -> None:
@@ -120,8 +128,13 @@ def _make_root(spec: dict[str, Any]) -> str:
     for name in ("upper", "work"):
         (state / name).mkdir(parents=True, exist_ok=True)
     os.makedirs(root, exist_ok=True)
-    mount("overlay", root, "overlay", 0,
-          f"lowerdir={spec['lower']},upperdir={state / 'upper'},workdir={state / 'work'}")
+    mount(
+        "overlay",
+        root,
+        "overlay",
+        0,
+        f"lowerdir={spec['lower']},upperdir={state / 'upper'},workdir={state / 'work'}",
+    )
 
     proc = _inside(root, "/proc")
     os.makedirs(proc, exist_ok=True)
@@ -132,8 +145,12 @@ def _make_root(spec: dict[str, Any]) -> str:
     mount("tmpfs", dev, "tmpfs", MS_NOSUID, "mode=755,size=65536k")
     for name in _DEVICES:
         _bind(f"/dev/{name}", os.path.join(dev, name))
-    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
-                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
+    for name, target in (
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ):
         os.symlink(target, os.path.join(dev, name))
     shm = os.path.join(dev, "shm")
     os.makedirs(shm)
@@ -142,19 +159,26 @@ def _make_root(spec: dict[str, Any]) -> str:
     hostname = spec["hostname"]
     etc = state / "etc"
     etc.mkdir(exist_ok=True)
-    hosts = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
-             f"127.0.0.1\t{hostname}"]
+    hosts = [
+        "127.0.0.1\tlocalhost",
+        "::1\tlocalhost ip6-localhost ip6-loopback",
+        f"127.0.0.1\t{hostname}",
+    ]
     hosts += [f"{address}\t{name}" for name, address in spec.get("hosts", {}).items()]
-    files = {"hosts": "\n".join(hosts) + "\n", "hostname": hostname + "\n",
-             "resolv.conf": "# no DNS server in this sandbox: names come from /etc/hosts\n"}
+    files = {
+        "hosts": "\n".join(hosts) + "\n",
+        "hostname": hostname + "\n",
+        "resolv.conf": "# no DNS server in this sandbox: names come from /etc/hosts\n",
+    }
     for name, text in files.items():
         (etc / name).write_text(text)
         os.chmod(etc / name, 0o644)
         _bind(str(etc / name), _inside(root, f"/etc/{name}"))
 
     for volume in spec.get("volumes", []):
-        _bind(volume["source"], _inside(root, volume["target"]),
-              readonly=bool(volume.get("readonly")))
+        _bind(
+            volume["source"], _inside(root, volume["target"]), readonly=bool(volume.get("readonly"))
+        )
     return root
 
 
@@ -186,8 +210,11 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         writer.transport.abort()
 
 
-async def _relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 connect: Callable[[], Awaitable[socket.socket]]) -> None:
+async def _relay(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    connect: Callable[[], Awaitable[socket.socket]],
+) -> None:
     try:
         upstream = await connect()
     except OSError:
@@ -205,8 +232,9 @@ async def _relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                 await w.wait_closed()
 
 
-def _connector(make: Callable[[], socket.socket], port: int
-               ) -> Callable[[], Awaitable[socket.socket]]:
+def _connector(
+    make: Callable[[], socket.socket], port: int
+) -> Callable[[], Awaitable[socket.socket]]:
     async def connect() -> socket.socket:
         sock = make()
         sock.setblocking(False)
@@ -216,6 +244,7 @@ def _connector(make: Callable[[], socket.socket], port: int
             sock.close()
             raise
         return sock
+
     return connect
 
 
@@ -227,10 +256,12 @@ def _listener(sock: socket.socket, port: int) -> socket.socket:
     return sock
 
 
-def _handler(connect: Callable[[], Awaitable[socket.socket]]
-             ) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
+def _handler(
+    connect: Callable[[], Awaitable[socket.socket]],
+) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _relay(reader, writer, connect)
+
     return handle
 
 
@@ -264,8 +295,9 @@ async def _serve(spec: dict[str, Any], ns: _Namespaces) -> None:
 
     loop.add_reader(0, on_stdin)
     print(json.dumps({"ready": True, "pid": os.getpid(), "published": published}), flush=True)
-    await asyncio.wait([asyncio.ensure_future(stop.wait()), stdin_closed],
-                       return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.wait(
+        [asyncio.ensure_future(stop.wait()), stdin_closed], return_when=asyncio.FIRST_COMPLETED
+    )
     for server in servers:
         server.close()
 
@@ -342,8 +374,9 @@ def exec_in(spec: dict[str, Any]) -> None:
     try:
         os.execvpe(argv[0], argv, env)
     except FileNotFoundError:
-        where = "no such file or directory" if "/" in argv[0] else \
-            "executable file not found in $PATH"
+        where = (
+            "no such file or directory" if "/" in argv[0] else "executable file not found in $PATH"
+        )
         print(f"exec: {argv[0]!r}: {where}", file=sys.stderr)
         os._exit(127)
     except OSError as exc:

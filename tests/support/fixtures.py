@@ -1,7 +1,7 @@
 """pytest fixtures over the helpers in this package.
 
-Enable them in a conftest with ``from tests.support.fixtures import *  # noqa: F403``
-(or ``pytest_plugins = ["tests.support.fixtures"]`` in the root conftest).
+The root conftest enables them for every test module
+(``pytest_plugins = ["tests.support.fixtures"]``).
 
 - ``certs``: a fresh CA + server + client certificate (:class:`CertBundle`).
 - ``redis_factory``: ``redis_factory(**RedisServer kwargs) -> RedisServer``,
@@ -60,8 +60,12 @@ def redis_factory(tmp_path: Path, certs: CertBundle) -> Iterator[Callable[..., R
 @pytest.fixture(scope="session")
 def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
     directory = tmp_path_factory.mktemp("redis-cluster")
-    with RedisCluster(directory, certs=make_certs(directory / "pki"),
-                      password=CLUSTER_PASSWORD, users=CLUSTER_USERS) as cluster:
+    with RedisCluster(
+        directory,
+        certs=make_certs(directory / "pki"),
+        password=CLUSTER_PASSWORD,
+        users=CLUSTER_USERS,
+    ) as cluster:
         yield cluster
 
 

@@ -99,19 +99,38 @@ def _log(log: Path | None, text: str) -> None:
             f.write(text if text.endswith("\n") else text + "\n")
 
 
-def _run(argv: Sequence[str], *, log: Path | None, timeout: float, what: str,
-         env: dict[str, str] | None = None, stdin: Any = None,
-         cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def _run(
+    argv: Sequence[str],
+    *,
+    log: Path | None,
+    timeout: float,
+    what: str,
+    env: dict[str, str] | None = None,
+    stdin: Any = None,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run ``argv``; its output goes to ``log``. Raises ImageError naming ``what``."""
     _log(log, f"$ {' '.join(argv)}")
     started = time.monotonic()
     try:
-        result = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
-                                env=env, stdin=stdin, cwd=cwd, check=False)
+        result = subprocess.run(
+            list(argv),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            stdin=stdin,
+            cwd=cwd,
+            check=False,
+        )
     except subprocess.TimeoutExpired as exc:
         raise ImageError(f"{what}: no result after {timeout}s: {' '.join(argv)}") from exc
-    _log(log, (result.stdout or "") + (result.stderr or "")
-         + f"[exit {result.returncode} after {time.monotonic() - started:.1f}s]")
+    _log(
+        log,
+        (result.stdout or "")
+        + (result.stderr or "")
+        + f"[exit {result.returncode} after {time.monotonic() - started:.1f}s]",
+    )
     if result.returncode != 0:
         tail = ((result.stdout or "") + (result.stderr or ""))[-6000:]
         raise ImageError(f"{what} failed (exit {result.returncode}): {' '.join(argv)}\n{tail}")
@@ -125,7 +144,8 @@ def require_root() -> None:
     if os.geteuid() != 0:
         raise ImageError(
             "building and running the image needs root (debootstrap, podman's storage, "
-            "image mounts, chroot); run the suite as root, as CI does")
+            "image mounts, chroot); run the suite as root, as CI does"
+        )
 
 
 def ensure_tools(log: Path | None = None) -> dict[str, str]:
@@ -135,8 +155,12 @@ def ensure_tools(log: Path | None = None) -> dict[str, str]:
     if not all(shutil.which(t) for t in tools):
         missing = [t for t in tools if not shutil.which(t)]
         _log(log, f"missing {missing}: running {INSTALL_SCRIPT}")
-        _run(["bash", str(INSTALL_SCRIPT)], log=log, timeout=1200,
-             what=f"installing {', '.join(missing)}")
+        _run(
+            ["bash", str(INSTALL_SCRIPT)],
+            log=log,
+            timeout=1200,
+            what=f"installing {', '.join(missing)}",
+        )
     found = {t: shutil.which(t) for t in tools}
     absent = [t for t, p in found.items() if p is None]
     if absent:
@@ -192,8 +216,13 @@ def debian_mirror(suite: str, apt_dir: Path = Path("/etc/apt")) -> str:
                 if stanza.get("enabled", "yes").lower() == "no":
                     continue
                 for uri in stanza.get("uris", "").split():
-                    candidates.append((uri, stanza.get("suites", "").split(),
-                                       stanza.get("components", "").split()))
+                    candidates.append(
+                        (
+                            uri,
+                            stanza.get("suites", "").split(),
+                            stanza.get("components", "").split(),
+                        )
+                    )
     for path in one_line:
         for line in path.read_text(errors="replace").splitlines():
             # deb [options] uri suite component...
@@ -213,7 +242,11 @@ def _apt_proxy_env() -> dict[str, str]:
         return {}
     result = subprocess.run(
         [apt_config, "shell", "HTTP", "Acquire::http::Proxy", "HTTPS", "Acquire::https::Proxy"],
-        capture_output=True, text=True, check=False, timeout=30)
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
     env = {}
     for name, value in re.findall(r"^(HTTPS?)='([^']*)'$", result.stdout, re.M):
         if value and value.upper() != "DIRECT":
@@ -222,16 +255,28 @@ def _apt_proxy_env() -> dict[str, str]:
 
 
 # Keys of pip's configuration that decide which index pip reaches and how.
-_PIP_NETWORK_KEYS = ("index-url", "extra-index-url", "trusted-host", "proxy", "timeout",
-                     "retries", "cert")
+_PIP_NETWORK_KEYS = (
+    "index-url",
+    "extra-index-url",
+    "trusted-host",
+    "proxy",
+    "timeout",
+    "retries",
+    "cert",
+)
 _PIP_ALIASES = {"default-timeout": "timeout", "i": "index-url"}
 
 
 def host_pip_config(python: str = sys.executable) -> dict[str, str]:
     """The host's effective pip settings (config files and PIP_* variables, in
     pip's precedence: global < install < environment), network keys only."""
-    result = subprocess.run([python, "-m", "pip", "config", "list"], capture_output=True,
-                            text=True, check=False, timeout=60)
+    result = subprocess.run(
+        [python, "-m", "pip", "config", "list"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
     if result.returncode != 0:
         raise ImageError(f"pip config list failed: {result.stderr}")
     layers: dict[str, dict[str, str]] = {"global": {}, "install": {}, ":env:": {}}
@@ -269,7 +314,7 @@ class BuildPipConfig:
 
     text: str
     mounts: list[tuple[str, str]]  # (host path, path in the build container), read-only
-    dropped: list[str]             # host settings that cannot apply inside the build
+    dropped: list[str]  # host settings that cannot apply inside the build
 
 
 def build_pip_config(host: dict[str, str]) -> BuildPipConfig:
@@ -293,7 +338,8 @@ def build_pip_config(host: dict[str, str]) -> BuildPipConfig:
     if host.get("index-url") and not index:
         raise ImageError(
             f"the host's pip index-url {host['index-url']!r} is not a network URL; the image "
-            "build cannot reach it (set PIP_INDEX_URL to a reachable index)")
+            "build cannot reach it (set PIP_INDEX_URL to a reachable index)"
+        )
     if index:
         lines.append(f"index-url = {index[0]}")
     extra = network_only("extra-index-url")
@@ -325,9 +371,18 @@ class StandInRecipe:
 
     @property
     def key(self) -> str:
-        blob = json.dumps({"recipe": _RECIPE_VERSION, "ref": self.ref, "suite": self.suite,
-                           "python": self.python, "mirror": self.mirror,
-                           "packages": self.packages, "pip": self.pip_tools}, sort_keys=True)
+        blob = json.dumps(
+            {
+                "recipe": _RECIPE_VERSION,
+                "ref": self.ref,
+                "suite": self.suite,
+                "python": self.python,
+                "mirror": self.mirror,
+                "packages": self.packages,
+                "pip": self.pip_tools,
+            },
+            sort_keys=True,
+        )
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -346,13 +401,15 @@ def stand_in_recipe(ref: str) -> StandInRecipe:
     full = normalize_ref(ref)
     match = re.fullmatch(r"docker\.io/library/python:(\d+\.\d+)-slim-(\w+)", full)
     if not match:
-        raise ImageError(f"no stand-in recipe for base image {ref!r} "
-                         "(only python:X.Y-slim-<debian release>)")
+        raise ImageError(
+            f"no stand-in recipe for base image {ref!r} (only python:X.Y-slim-<debian release>)"
+        )
     python, suite = match.groups()
     if _DEBIAN_PYTHON.get(suite) != python:
         raise ImageError(
             f"{ref!r} needs Python {python} on Debian {suite}; the stand-in uses Debian's own "
-            f"python3 ({_DEBIAN_PYTHON.get(suite, 'unknown')} on {suite}) and cannot stand in")
+            f"python3 ({_DEBIAN_PYTHON.get(suite, 'unknown')} on {suite}) and cannot stand in"
+        )
     return StandInRecipe(full, suite, python, debian_mirror(suite))
 
 
@@ -368,28 +425,51 @@ class BaseImage:
 
 
 def _inspect(podman: str, ref: str) -> dict[str, Any] | None:
-    result = subprocess.run([podman, "image", "inspect", ref], capture_output=True, text=True,
-                            check=False, timeout=60)
+    result = subprocess.run(
+        [podman, "image", "inspect", ref], capture_output=True, text=True, check=False, timeout=60
+    )
     if result.returncode != 0:
         return None
     data = json.loads(result.stdout)
     return data[0] if data else None
 
 
-def _make_rootfs(recipe: StandInRecipe, work: Path, tools: dict[str, str], log: Path | None
-                 ) -> tuple[Path, str]:
+def _make_rootfs(
+    recipe: StandInRecipe, work: Path, tools: dict[str, str], log: Path | None
+) -> tuple[Path, str]:
     """debootstrap + the official image's shape. Returns (rootfs, python version)."""
     rootfs = work / "rootfs"
     env = {**os.environ, **_apt_proxy_env()}
-    _run([tools["debootstrap"], "--variant=minbase", f"--include={','.join(recipe.packages)}",
-          recipe.suite, str(rootfs), recipe.mirror], log=log, timeout=_DEBOOTSTRAP_TIMEOUT,
-         what=f"debootstrap {recipe.suite} from {recipe.mirror}", env=env)
+    _run(
+        [
+            tools["debootstrap"],
+            "--variant=minbase",
+            f"--include={','.join(recipe.packages)}",
+            recipe.suite,
+            str(rootfs),
+            recipe.mirror,
+        ],
+        log=log,
+        timeout=_DEBOOTSTRAP_TIMEOUT,
+        what=f"debootstrap {recipe.suite} from {recipe.mirror}",
+        env=env,
+    )
 
     # What the official image does not have, or has empty.
-    for pattern in ("var/cache/apt/archives/*.deb", "var/lib/apt/lists/*", "usr/share/doc/*",
-                    "usr/share/man/*", "usr/share/info/*", "usr/share/locale/*", "dev/*",
-                    "etc/hostname", "etc/resolv.conf", "var/log/*.log", "var/log/apt/*",
-                    f"usr/lib/python{recipe.python}/EXTERNALLY-MANAGED"):
+    for pattern in (
+        "var/cache/apt/archives/*.deb",
+        "var/lib/apt/lists/*",
+        "usr/share/doc/*",
+        "usr/share/man/*",
+        "usr/share/info/*",
+        "usr/share/locale/*",
+        "dev/*",
+        "etc/hostname",
+        "etc/resolv.conf",
+        "var/log/*.log",
+        "var/log/apt/*",
+        f"usr/lib/python{recipe.python}/EXTERNALLY-MANAGED",
+    ):
         for path in rootfs.glob(pattern):
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)
@@ -399,22 +479,58 @@ def _make_rootfs(recipe: StandInRecipe, work: Path, tools: dict[str, str], log: 
     # pip, setuptools and wheel under /usr/local, as the official image has them.
     wheels = rootfs / "tmp" / "stand-in-wheels"
     wheels.mkdir(parents=True)
-    _run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-          "--only-binary=:all:", "--dest", str(wheels), *recipe.pip_tools], log=log,
-         timeout=600, what="downloading pip, setuptools and wheel for the stand-in")
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--dest",
+            str(wheels),
+            *recipe.pip_tools,
+        ],
+        log=log,
+        timeout=600,
+        what="downloading pip, setuptools and wheel for the stand-in",
+    )
     files = sorted(p.name for p in wheels.glob("*.whl"))
     pip_wheel = next(f for f in files if f.startswith("pip-"))
-    _run(["chroot", str(rootfs), "/usr/bin/python3", f"/tmp/stand-in-wheels/{pip_wheel}/pip",
-          "install", "--no-index", "--no-cache-dir", "--no-compile",
-          "--disable-pip-version-check", "--root-user-action=ignore",
-          *[f"/tmp/stand-in-wheels/{f}" for f in files]],
-         log=log, timeout=300, what="installing pip into the stand-in's /usr/local")
+    _run(
+        [
+            "chroot",
+            str(rootfs),
+            "/usr/bin/python3",
+            f"/tmp/stand-in-wheels/{pip_wheel}/pip",
+            "install",
+            "--no-index",
+            "--no-cache-dir",
+            "--no-compile",
+            "--disable-pip-version-check",
+            "--root-user-action=ignore",
+            *[f"/tmp/stand-in-wheels/{f}" for f in files],
+        ],
+        log=log,
+        timeout=300,
+        what="installing pip into the stand-in's /usr/local",
+    )
     shutil.rmtree(wheels)
     (rootfs / "usr/local/bin/python").symlink_to("/usr/bin/python3")
     (rootfs / _IMAGE_PIP_CONF.lstrip("/")).write_text("")
-    version = _run(["chroot", str(rootfs), "/usr/local/bin/python", "-c",
-                    "import platform; print(platform.python_version())"], log=log, timeout=60,
-                   what="the stand-in's python").stdout.strip()
+    version = _run(
+        [
+            "chroot",
+            str(rootfs),
+            "/usr/local/bin/python",
+            "-c",
+            "import platform; print(platform.python_version())",
+        ],
+        log=log,
+        timeout=60,
+        what="the stand-in's python",
+    ).stdout.strip()
     if not version.startswith(recipe.python + "."):
         raise ImageError(f"the stand-in's python is {version}, the base needs {recipe.python}")
     return rootfs, version
@@ -436,15 +552,20 @@ def ensure_base(ref: str, log: Path | None = None) -> BaseImage:
             labels = found.get("Labels") or {}
             if STAND_IN_LABEL not in labels:
                 _log(log, f"{recipe.ref} is present and is not a stand-in: using it as is")
-                return BaseImage(recipe.ref, found["Id"], int(found["Size"]), False, None,
-                                 False, 0.0)
+                return BaseImage(
+                    recipe.ref, found["Id"], int(found["Size"]), False, None, False, 0.0
+                )
             created = float(labels.get(STAND_IN_CREATED_LABEL, "0"))
             if labels[STAND_IN_LABEL] == recipe.key and time.time() - created < max_age:
                 _log(log, f"stand-in {recipe.ref} (key {recipe.key}) is cached")
-                return BaseImage(recipe.ref, found["Id"], int(found["Size"]), True,
-                                 recipe.key, False, 0.0)
-            _log(log, f"stand-in {recipe.ref} is stale (key {labels[STAND_IN_LABEL]}, "
-                      f"created {created:.0f}): rebuilding")
+                return BaseImage(
+                    recipe.ref, found["Id"], int(found["Size"]), True, recipe.key, False, 0.0
+                )
+            _log(
+                log,
+                f"stand-in {recipe.ref} is stale (key {labels[STAND_IN_LABEL]}, "
+                f"created {created:.0f}): rebuilding",
+            )
             previous = found["Id"]
 
         with tempfile.TemporaryDirectory(dir=cache, prefix="stand-in-") as tmp:
@@ -461,11 +582,17 @@ def ensure_base(ref: str, log: Path | None = None) -> BaseImage:
             argv = [podman, "import", "--quiet"]
             for change in changes:
                 argv += ["--change", change]
-            tar = subprocess.Popen(["tar", "--numeric-owner", "-C", str(rootfs), "-c", "."],
-                                   stdout=subprocess.PIPE)
+            tar = subprocess.Popen(
+                ["tar", "--numeric-owner", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE
+            )
             try:
-                _run([*argv, "-", recipe.ref], log=log, timeout=600, stdin=tar.stdout,
-                     what=f"podman import of the stand-in as {recipe.ref}")
+                _run(
+                    [*argv, "-", recipe.ref],
+                    log=log,
+                    timeout=600,
+                    stdin=tar.stdout,
+                    what=f"podman import of the stand-in as {recipe.ref}",
+                )
             finally:
                 assert tar.stdout is not None
                 tar.stdout.close()
@@ -476,10 +603,16 @@ def ensure_base(ref: str, log: Path | None = None) -> BaseImage:
         assert found is not None
         if previous is not None and previous != found["Id"]:
             # The stale stand-in, unless old builds still sit on it.
-            subprocess.run([podman, "rmi", previous], capture_output=True, check=False,
-                           timeout=120)
-        return BaseImage(recipe.ref, found["Id"], int(found["Size"]), True, recipe.key, True,
-                         time.monotonic() - started)
+            subprocess.run([podman, "rmi", previous], capture_output=True, check=False, timeout=120)
+        return BaseImage(
+            recipe.ref,
+            found["Id"],
+            int(found["Size"]),
+            True,
+            recipe.key,
+            True,
+            time.monotonic() - started,
+        )
 
 
 # -- the project's image ------------------------------------------------------------
@@ -547,8 +680,9 @@ class BuiltImage:
         }
 
 
-def build_image(context: Path, tag: str, log: Path, *, base_ref: str,
-                dockerfile: str = "Dockerfile") -> BuiltImage:
+def build_image(
+    context: Path, tag: str, log: Path, *, base_ref: str, dockerfile: str = "Dockerfile"
+) -> BuiltImage:
     """``podman build`` of ``context`` (its Dockerfile unchanged) as ``tag``."""
     log.parent.mkdir(parents=True, exist_ok=True)
     base = ensure_base(base_ref, log)
@@ -559,11 +693,25 @@ def build_image(context: Path, tag: str, log: Path, *, base_ref: str,
         pip_conf = Path(tmp) / "pip.conf"
         pip_conf.write_text(pip.text)
         pip_conf.chmod(0o644)
-        _log(log, f"build-time pip configuration (not in any layer):\n{pip.text}"
-                  f"not applicable in the build: {pip.dropped}")
-        argv = [podman, "build", "--isolation=chroot", "--network=host", "--pull=never",
-                "--format", "docker", "--layers", "--label", "org.collab.test.image=1",
-                "-v", f"{pip_conf}:{_IMAGE_PIP_CONF}:ro"]
+        _log(
+            log,
+            f"build-time pip configuration (not in any layer):\n{pip.text}"
+            f"not applicable in the build: {pip.dropped}",
+        )
+        argv = [
+            podman,
+            "build",
+            "--isolation=chroot",
+            "--network=host",
+            "--pull=never",
+            "--format",
+            "docker",
+            "--layers",
+            "--label",
+            "org.collab.test.image=1",
+            "-v",
+            f"{pip_conf}:{_IMAGE_PIP_CONF}:ro",
+        ]
         for source, target in pip.mounts:
             argv += ["-v", f"{source}:{target}:ro"]
         argv += ["-f", str(context / dockerfile), "-t", tag, str(context)]
@@ -571,21 +719,31 @@ def build_image(context: Path, tag: str, log: Path, *, base_ref: str,
     found = _inspect(podman, tag)
     if found is None:
         raise ImageError(f"podman build succeeded but {tag} is not in the storage")
-    return BuiltImage(tag, found["Id"], int(found["Size"]), base, found,
-                      time.monotonic() - started, log, pip.dropped)
+    return BuiltImage(
+        tag,
+        found["Id"],
+        int(found["Size"]),
+        base,
+        found,
+        time.monotonic() - started,
+        log,
+        pip.dropped,
+    )
 
 
 @contextlib.contextmanager
 def mounted(tag: str) -> Iterator[Path]:
     """``podman image mount``: the image's file system, read-only."""
     podman = ensure_tools()["podman"]
-    path = _run([podman, "image", "mount", tag], log=None, timeout=120,
-                what=f"podman image mount {tag}").stdout.strip()
+    path = _run(
+        [podman, "image", "mount", tag], log=None, timeout=120, what=f"podman image mount {tag}"
+    ).stdout.strip()
     try:
         yield Path(path)
     finally:
-        subprocess.run([podman, "image", "unmount", tag], capture_output=True, check=False,
-                       timeout=120)
+        subprocess.run(
+            [podman, "image", "unmount", tag], capture_output=True, check=False, timeout=120
+        )
 
 
 def remove_image(tag: str, keep_as: str | None = None) -> None:
@@ -595,11 +753,22 @@ def remove_image(tag: str, keep_as: str | None = None) -> None:
     if podman is None:
         return
     if keep_as:
-        subprocess.run([podman, "tag", tag, keep_as], capture_output=True, check=False,
-                       timeout=60)
+        subprocess.run([podman, "tag", tag, keep_as], capture_output=True, check=False, timeout=60)
     # With no name, untag would drop every name of the image, keep_as included.
     subprocess.run([podman, "untag", tag, tag], capture_output=True, check=False, timeout=60)
     # Old builds of this suite (untagged, more than a week old) go; nothing else.
-    subprocess.run([podman, "image", "prune", "--force", "--filter", "until=168h",
-                    "--filter", "label=org.collab.test.image=1"], capture_output=True,
-                   check=False, timeout=300)
+    subprocess.run(
+        [
+            podman,
+            "image",
+            "prune",
+            "--force",
+            "--filter",
+            "until=168h",
+            "--filter",
+            "label=org.collab.test.image=1",
+        ],
+        capture_output=True,
+        check=False,
+        timeout=300,
+    )

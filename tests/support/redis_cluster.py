@@ -38,8 +38,16 @@ SLOTS = 16384
 
 
 class RedisCluster:
-    def __init__(self, directory: Path, *, certs: CertBundle, password: str,
-                 users: Mapping[str, str], primaries: int = 3, node_timeout_ms: int = 1000) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        certs: CertBundle,
+        password: str,
+        users: Mapping[str, str],
+        primaries: int = 3,
+        node_timeout_ms: int = 1000,
+    ) -> None:
         self.directory = Path(directory)
         self.certs = certs
         self.password = password
@@ -63,15 +71,29 @@ class RedisCluster:
                 # A replica must take over even right after a resync.
                 "cluster-replica-validity-factor 0",
             ]
-            self.nodes.append(RedisServer(self.directory / f"node-{i}", tls=True, certs=certs,
-                                          password=password, users=users, extra_config=config))
+            self.nodes.append(
+                RedisServer(
+                    self.directory / f"node-{i}",
+                    tls=True,
+                    certs=certs,
+                    password=password,
+                    users=users,
+                    extra_config=config,
+                )
+            )
         self._primaries = primaries
         self._clients: dict[int, redis.Redis] = {}
 
     # -- addresses ------------------------------------------------------------
 
-    def url(self, *, username: str | None = None, password: Any = None,
-            node: int = 0, tls_params: bool = True) -> str:
+    def url(
+        self,
+        *,
+        username: str | None = None,
+        password: Any = None,
+        node: int = 0,
+        tls_params: bool = True,
+    ) -> str:
         """A ``rediss://`` URL of one node (the configuration endpoint's part)."""
         kwargs: dict[str, Any] = {"username": username, "tls_params": tls_params}
         if password is not None:
@@ -89,8 +111,11 @@ class RedisCluster:
 
     def owner(self, channel_or_slot: str | int) -> RedisServer:
         """The running primary that owns the slot of a key or channel (or a slot)."""
-        slot = channel_or_slot if isinstance(channel_or_slot, int) else key_slot(
-            channel_or_slot.encode())
+        slot = (
+            channel_or_slot
+            if isinstance(channel_or_slot, int)
+            else key_slot(channel_or_slot.encode())
+        )
         for node in self.running():
             for start, end, primary, *_ in self.client(node).execute_command("CLUSTER SLOTS"):
                 if start <= slot <= end:
@@ -101,8 +126,11 @@ class RedisCluster:
         pid = self._id(primary)
         for node in self.running():
             info = self.client(node).info("replication")
-            if info.get("role") == "slave" and self._id(node) != pid and \
-                    int(info.get("master_port", 0)) == primary.port:
+            if (
+                info.get("role") == "slave"
+                and self._id(node) != pid
+                and int(info.get("master_port", 0)) == primary.port
+            ):
                 return node
         raise RedisServerError(f"no replica of the primary on port {primary.port}")
 
@@ -130,20 +158,30 @@ class RedisCluster:
         for i in range(self._primaries):
             end = SLOTS - 1 if i == self._primaries - 1 else (i + 1) * per - 1
             self.client(self.nodes[i]).execute_command("CLUSTER ADDSLOTSRANGE", i * per, end)
-        self._until(lambda: all(len(self.client(n).execute_command("CLUSTER NODES"))
-                                == len(self.nodes) for n in self.nodes),
-                    timeout, "every node knows every other")
+        self._until(
+            lambda: all(
+                len(self.client(n).execute_command("CLUSTER NODES")) == len(self.nodes)
+                for n in self.nodes
+            ),
+            timeout,
+            "every node knows every other",
+        )
         for i in range(self._primaries):
             primary_id = self._id(self.nodes[i])
             replica = self.nodes[i + self._primaries]
-            self._until(lambda r=replica, p=primary_id: _try(
-                lambda: self.client(r).execute_command("CLUSTER REPLICATE", p)), timeout,
-                "the replica accepts its primary")
+            self._until(
+                lambda r=replica, p=primary_id: _try(
+                    lambda: self.client(r).execute_command("CLUSTER REPLICATE", p)
+                ),
+                timeout,
+                "the replica accepts its primary",
+            )
         self.wait_healthy(timeout)
 
     def wait_healthy(self, timeout: float = 30.0) -> None:
         """Every running node says cluster_state:ok, agrees on the slots, and
         every running replica has caught up with its primary's link."""
+
         def healthy() -> bool:
             views = set()
             for node in self.running():
@@ -155,6 +193,7 @@ class RedisCluster:
                 if repl["role"] == "slave" and repl.get("master_link_status") != "up":
                     return False
             return len(views) == 1
+
         self._until(healthy, timeout, "the cluster is healthy and every node agrees")
 
     def stop(self) -> None:
@@ -171,8 +210,11 @@ class RedisCluster:
         self.wait_healthy(timeout)
 
     def wait_promoted(self, replica: RedisServer, timeout: float = 30.0) -> None:
-        self._until(lambda: self.client(replica).info("replication")["role"] == "master",
-                    timeout, f"the replica on port {replica.port} is promoted")
+        self._until(
+            lambda: self.client(replica).info("replication")["role"] == "master",
+            timeout,
+            f"the replica on port {replica.port} is promoted",
+        )
         self.wait_healthy(timeout)
 
     def failover(self, replica: RedisServer, timeout: float = 30.0) -> None:
@@ -191,8 +233,9 @@ class RedisCluster:
         dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", src_id)
         src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", dst_id)
         while keys := src.execute_command("CLUSTER GETKEYSINSLOT", slot, 100):
-            src.execute_command("MIGRATE", LOOPBACK, target.port, "", 0, 5000,
-                                "AUTH", self.password, "KEYS", *keys)
+            src.execute_command(
+                "MIGRATE", LOOPBACK, target.port, "", 0, 5000, "AUTH", self.password, "KEYS", *keys
+            )
         for node in (target, source, *self.primaries()):
             self.client(node).execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
         self._until(lambda: self.owner(slot) is target, timeout, f"slot {slot} moved")
@@ -209,8 +252,9 @@ class RedisCluster:
                 last = exc
             time.sleep(0.05)  # other processes' state: nothing to await
         logs = "\n".join(f"--- node {n.port} ---\n{n.log_text()[-2000:]}" for n in self.nodes)
-        raise RedisServerError(f"timed out after {timeout}s waiting until {what} "
-                               f"(last error: {last!r})\n{logs}")
+        raise RedisServerError(
+            f"timed out after {timeout}s waiting until {what} (last error: {last!r})\n{logs}"
+        )
 
     def __enter__(self) -> RedisCluster:
         try:
@@ -220,8 +264,12 @@ class RedisCluster:
             raise
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
 

@@ -25,8 +25,10 @@ def test_a_hop_count_reads_the_address_the_farthest_trusted_proxy_saw() -> None:
     assert one.of(scope("10.0.0.2", "198.51.100.1")) == "198.51.100.1"
     # A client that sends its own header only adds entries left of the real one.
     assert one.of(scope("10.0.0.2", "1.2.3.4, 5.6.7.8, 198.51.100.1")) == "198.51.100.1"
-    assert ClientKey.parse("2").of(scope("10.0.0.2", "9.9.9.9, 198.51.100.1, 10.0.0.3")) \
+    assert (
+        ClientKey.parse("2").of(scope("10.0.0.2", "9.9.9.9, 198.51.100.1, 10.0.0.3"))
         == "198.51.100.1"
+    )
     assert one.of(scope("10.0.0.2")) == "10.0.0.2"  # no header: the peer
 
 

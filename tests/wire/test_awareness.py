@@ -24,11 +24,17 @@ def test_truncated_and_trailing_bytes_are_protocol_errors() -> None:
         aw.decode_update(b"\x01\x05\x01\x02{}zz")
 
 
-@pytest.mark.parametrize("state", [
-    "NaN", '{"x": Infinity}', '[-Infinity]', '{"x": 1e999}',  # not finite: not JSON for a browser
-    "[" * 33 + "]" * 33,  # deeper than MAX_DEPTH
-    '{"a":' * 100_000 + "1" + "}" * 100_000,  # would be a RecursionError when parsed
-])
+@pytest.mark.parametrize(
+    "state",
+    [
+        "NaN",
+        '{"x": Infinity}',
+        "[-Infinity]",
+        '{"x": 1e999}',  # not finite: not JSON for a browser
+        "[" * 33 + "]" * 33,  # deeper than MAX_DEPTH
+        '{"a":' * 100_000 + "1" + "}" * 100_000,  # would be a RecursionError when parsed
+    ],
+)
 def test_states_a_browser_cannot_take_are_1007(state: str) -> None:
     with pytest.raises(InvalidPayload) as info:
         aw.decode_update(aw.encode_update([aw.Entry(1, 1, state)]))

@@ -13,50 +13,56 @@ from collab.wire import hocuspocus as hp
 from collab.wire import ywebsocket as yp
 
 
-@pytest.mark.parametrize(("frame", "expected"), [
-    # What a 4.x provider sends on open: Auth Token "" + its version, then step1.
-    (b"\x03doc\x02\x00\x00\x054.8.0", hp.AuthToken("doc", "", "4.8.0")),
-    (b"\x03doc\x02\x00\x03abc", hp.AuthToken("doc", "abc", None)),  # 3.x: no version
-    (b"\x03doc\x00\x00\x01\x00", hp.Sync("doc", yp.SyncStep1(b"\x00"))),
-    (b"\x03doc\x04\x00\x01\x00", hp.Sync("doc", yp.SyncStep1(b"\x00"), reply=True)),
-    (b"\x03doc\x00\x01\x02\x00\x00", hp.Sync("doc", yp.SyncStep2(b"\x00\x00"))),
-    (b"\x03doc\x00\x02\x02\x00\x00", hp.Sync("doc", yp.SyncUpdate(b"\x00\x00"))),
-    (b"\x03doc\x01\x03\x01\x02\x03", hp.Awareness("doc", b"\x01\x02\x03")),
-    (b"\x03doc\x03", hp.QueryAwareness("doc")),
-    (b"\x03doc\x05\x02hi", hp.Stateless("doc", "hi")),
-    (b"\x03doc\x06\x02hi", hp.BroadcastStateless("doc", "hi")),
-    (b"\x03doc\x07", hp.Close("doc")),
-    (b"\x03doc\x07\x02ok", hp.Close("doc", "ok")),
-    (b"\x03doc\x08\x01", hp.SyncStatus("doc", True)),
-    (b"\x03doc\x08\x00", hp.SyncStatus("doc", False)),
-    (b"\x03doc\x02\x01\x03no!", hp.PermissionDenied("doc", "no!")),
-    (b"\x03doc\x02\x02\x08readonly", hp.Authenticated("doc", "readonly")),
-    (b"\x09", hp.Ping()),
-    (b"\x0a", hp.Pong()),
-    # A session-aware address: name NUL sessionId.
-    (b"\x06a\x00s123\x03", hp.QueryAwareness("a\x00s123")),
-    # Multi-byte varUint address length (200 bytes).
-    (b"\xc8\x01" + b"x" * 200 + b"\x03", hp.QueryAwareness("x" * 200)),
-    # UTF-8 document names.
-    (b"\x05" + "été".encode() + b"\x03", hp.QueryAwareness("été")),
-])
+@pytest.mark.parametrize(
+    ("frame", "expected"),
+    [
+        # What a 4.x provider sends on open: Auth Token "" + its version, then step1.
+        (b"\x03doc\x02\x00\x00\x054.8.0", hp.AuthToken("doc", "", "4.8.0")),
+        (b"\x03doc\x02\x00\x03abc", hp.AuthToken("doc", "abc", None)),  # 3.x: no version
+        (b"\x03doc\x00\x00\x01\x00", hp.Sync("doc", yp.SyncStep1(b"\x00"))),
+        (b"\x03doc\x04\x00\x01\x00", hp.Sync("doc", yp.SyncStep1(b"\x00"), reply=True)),
+        (b"\x03doc\x00\x01\x02\x00\x00", hp.Sync("doc", yp.SyncStep2(b"\x00\x00"))),
+        (b"\x03doc\x00\x02\x02\x00\x00", hp.Sync("doc", yp.SyncUpdate(b"\x00\x00"))),
+        (b"\x03doc\x01\x03\x01\x02\x03", hp.Awareness("doc", b"\x01\x02\x03")),
+        (b"\x03doc\x03", hp.QueryAwareness("doc")),
+        (b"\x03doc\x05\x02hi", hp.Stateless("doc", "hi")),
+        (b"\x03doc\x06\x02hi", hp.BroadcastStateless("doc", "hi")),
+        (b"\x03doc\x07", hp.Close("doc")),
+        (b"\x03doc\x07\x02ok", hp.Close("doc", "ok")),
+        (b"\x03doc\x08\x01", hp.SyncStatus("doc", True)),
+        (b"\x03doc\x08\x00", hp.SyncStatus("doc", False)),
+        (b"\x03doc\x02\x01\x03no!", hp.PermissionDenied("doc", "no!")),
+        (b"\x03doc\x02\x02\x08readonly", hp.Authenticated("doc", "readonly")),
+        (b"\x09", hp.Ping()),
+        (b"\x0a", hp.Pong()),
+        # A session-aware address: name NUL sessionId.
+        (b"\x06a\x00s123\x03", hp.QueryAwareness("a\x00s123")),
+        # Multi-byte varUint address length (200 bytes).
+        (b"\xc8\x01" + b"x" * 200 + b"\x03", hp.QueryAwareness("x" * 200)),
+        # UTF-8 document names.
+        (b"\x05" + "été".encode() + b"\x03", hp.QueryAwareness("été")),
+    ],
+)
 def test_decode(frame: bytes, expected: Any) -> None:
     assert hp.decode_frame(frame) == expected
 
 
-@pytest.mark.parametrize(("frame", "reason"), [
-    (b"", "empty frame"),
-    (b"\x03doc\x0b", "unknown message type 11"),
-    (b"\x03doc\x7f", "unknown message type 127"),
-    (b"\x03doc\x09", "Ping is one bare byte"),
-    (b"\x03do", "past the end"),
-    (b"\x03doc", "truncated varUint"),
-    (b"\x03doc\x00\x05\x00", "unknown sync message type 5"),
-    (b"\x03doc\x02\x07", "unknown auth message type 7"),
-    (b"\x03doc\x02\x00\x05ab", "past the end"),
-    (b"\x02\xff\xfe\x03", "not UTF-8"),
-    (b"\x08", "past the end"),  # one byte, but not Ping/Pong: an address length
-])
+@pytest.mark.parametrize(
+    ("frame", "reason"),
+    [
+        (b"", "empty frame"),
+        (b"\x03doc\x0b", "unknown message type 11"),
+        (b"\x03doc\x7f", "unknown message type 127"),
+        (b"\x03doc\x09", "Ping is one bare byte"),
+        (b"\x03do", "past the end"),
+        (b"\x03doc", "truncated varUint"),
+        (b"\x03doc\x00\x05\x00", "unknown sync message type 5"),
+        (b"\x03doc\x02\x07", "unknown auth message type 7"),
+        (b"\x03doc\x02\x00\x05ab", "past the end"),
+        (b"\x02\xff\xfe\x03", "not UTF-8"),
+        (b"\x08", "past the end"),  # one byte, but not Ping/Pong: an address length
+    ],
+)
 def test_decode_errors_are_protocol_errors(frame: bytes, reason: str) -> None:
     with pytest.raises(ProtocolError, match=reason) as info:
         hp.decode_frame(frame)
@@ -87,10 +93,14 @@ def test_encoders() -> None:
 
 def test_round_trip_of_every_encoder() -> None:
     frames = [
-        hp.encode_step1("a/b", b"\x01\x02\x03"), hp.encode_update("a/b", b"\x00\x00"),
-        hp.encode_awareness("a/b", b"\x00"), hp.encode_auth_token("a/b", "tok", "4"),
-        hp.encode_stateless("a/b", "ü"), hp.encode_close("a/b", "r"),
-        hp.encode_sync_status("a/b", False), hp.encode_permission_denied("a/b", "x"),
+        hp.encode_step1("a/b", b"\x01\x02\x03"),
+        hp.encode_update("a/b", b"\x00\x00"),
+        hp.encode_awareness("a/b", b"\x00"),
+        hp.encode_auth_token("a/b", "tok", "4"),
+        hp.encode_stateless("a/b", "ü"),
+        hp.encode_close("a/b", "r"),
+        hp.encode_sync_status("a/b", False),
+        hp.encode_permission_denied("a/b", "x"),
     ]
     for frame in frames:
         msg = hp.decode_frame(frame)
@@ -111,7 +121,7 @@ def _doc(text: str, delete: tuple[int, int] | None = None) -> Doc[Any]:
     t = d.get("text", type=Text)
     t.insert(0, text)
     if delete:
-        del t[delete[0]:delete[1]]
+        del t[delete[0] : delete[1]]
     return d
 
 
@@ -156,23 +166,29 @@ def test_adds_nothing_rejects_garbage() -> None:
         adds_nothing(b"garbage-not-an-update", b"\x00", b"\x00\x00")
 
 
-@pytest.mark.parametrize(("frame", "kind"), [
-    (hp.encode_step1("doc", b"\x00"), "SyncStep1"),
-    (hp.encode_step2("doc", b"\x00\x00"), "SyncStep2"),
-    (hp.encode_update("doc", b"\x00\x00"), "SyncUpdate"),
-    (hp.encode_sync("doc", yp.SyncType.STEP1, b"\x00", reply=True), "SyncStep1"),
-    (hp.encode_awareness("doc", b"\x00"), "Awareness"),
-    (hp.encode_authenticated("doc", hp.Scope.READ_WRITE), "Authenticated"),
-    (hp.encode_permission_denied("doc", "x"), "PermissionDenied"),
-    (hp.encode_auth_token("doc", "x"), "AuthToken"),
-    (hp.encode_query_awareness("doc"), "QueryAwareness"),
-    (hp.encode_stateless("doc", "x"), "Stateless"),
-    (hp.encode_close("doc"), "Close"),
-    (hp.encode_sync_status("doc", True), "SyncStatus"),
-    (hp.PING, "Ping"), (hp.PONG, "Pong"),
-    (b"", "unknown"), (b"\x03do", "unknown"), (b"\x03doc\x63", "unknown"),
-    (b"\x03doc\x00", "unknown"),
-])
+@pytest.mark.parametrize(
+    ("frame", "kind"),
+    [
+        (hp.encode_step1("doc", b"\x00"), "SyncStep1"),
+        (hp.encode_step2("doc", b"\x00\x00"), "SyncStep2"),
+        (hp.encode_update("doc", b"\x00\x00"), "SyncUpdate"),
+        (hp.encode_sync("doc", yp.SyncType.STEP1, b"\x00", reply=True), "SyncStep1"),
+        (hp.encode_awareness("doc", b"\x00"), "Awareness"),
+        (hp.encode_authenticated("doc", hp.Scope.READ_WRITE), "Authenticated"),
+        (hp.encode_permission_denied("doc", "x"), "PermissionDenied"),
+        (hp.encode_auth_token("doc", "x"), "AuthToken"),
+        (hp.encode_query_awareness("doc"), "QueryAwareness"),
+        (hp.encode_stateless("doc", "x"), "Stateless"),
+        (hp.encode_close("doc"), "Close"),
+        (hp.encode_sync_status("doc", True), "SyncStatus"),
+        (hp.PING, "Ping"),
+        (hp.PONG, "Pong"),
+        (b"", "unknown"),
+        (b"\x03do", "unknown"),
+        (b"\x03doc\x63", "unknown"),
+        (b"\x03doc\x00", "unknown"),
+    ],
+)
 def test_frame_kind_matches_message_kind(frame: bytes, kind: str) -> None:
     assert hp.frame_kind(frame) == kind
     if kind != "unknown":

@@ -8,8 +8,13 @@ from collab.wire import ywebsocket as p
 
 
 def test_var_uint_round_trip() -> None:
-    for value, encoded in [(0, b"\x00"), (127, b"\x7f"), (128, b"\x80\x01"),
-                           (300, b"\xac\x02"), (2**32, b"\x80\x80\x80\x80\x10")]:
+    for value, encoded in [
+        (0, b"\x00"),
+        (127, b"\x7f"),
+        (128, b"\x80\x01"),
+        (300, b"\xac\x02"),
+        (2**32, b"\x80\x80\x80\x80\x10"),
+    ]:
         assert lib0.write_var_uint(value) == encoded
         assert lib0.read_var_uint(encoded, 0) == (value, len(encoded))
 
@@ -34,15 +39,18 @@ def test_encoders_match_decoders() -> None:
     assert p.encode_query_awareness() == b"\x03"
 
 
-@pytest.mark.parametrize(("frame", "message"), [
-    (b"", "empty frame"),
-    (b"\x07", "unknown message type 7"),
-    (b"\x00\x05\x00", "unknown sync message type 5"),
-    (b"\x00\x00\x80", "truncated varUint"),
-    (b"\x00\x00\x05ab", "length runs past the end of the frame"),
-    (b"\x01", "truncated varUint"),
-    (b"\x00" + b"\xff" * 12, "varUint too long"),
-])
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        (b"", "empty frame"),
+        (b"\x07", "unknown message type 7"),
+        (b"\x00\x05\x00", "unknown sync message type 5"),
+        (b"\x00\x00\x80", "truncated varUint"),
+        (b"\x00\x00\x05ab", "length runs past the end of the frame"),
+        (b"\x01", "truncated varUint"),
+        (b"\x00" + b"\xff" * 12, "varUint too long"),
+    ],
+)
 def test_malformed_frames_raise_protocol_error(frame: bytes, message: str) -> None:
     with pytest.raises(ProtocolError) as info:
         p.decode_message(frame)
