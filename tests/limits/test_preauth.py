@@ -25,7 +25,7 @@ async def test_unauthenticated_sockets_are_timed_out_and_bounded_overall(tmp_pat
         "COLLAB_STORE_URL": "memory://",
         "COLLAB_LOG_LEVEL": "warning",
         "COLLAB_HOOKS": "tests.core.hooks_fixture:hooks",
-        "COLLAB_AUTH_TIMEOUT": "2",
+        "COLLAB_AUTH_TIMEOUT": "5",
         "COLLAB_AUTH_QUEUE_TOTAL_BYTES": str(5 * MiB),
     }
     async with run_collab(tmp_path, env=env) as srv:
@@ -40,9 +40,13 @@ async def test_unauthenticated_sockets_are_timed_out_and_bounded_overall(tmp_pat
                 ]
                 codes = []
                 for ws in parked:  # 2 MB each: the third socket passes 5 MiB in all
-                    for _ in range(2):
-                        with contextlib.suppress(websockets.ConnectionClosed):
+                    with contextlib.suppress(websockets.ConnectionClosed):
+                        for _ in range(2):
                             await ws.send(UPDATE)
+                        # One socket's frames are handled in order: its Pong
+                        # means both were, before the next socket sends.
+                        await ws.send(hp.PING)
+                        assert await ws.recv() == hp.PONG
                 codes = [(await close_of(ws))[0] for ws in parked]
                 await still_converging(a, b, "during")
             # two fit, and are timed out; the others were refused at the overall bound
