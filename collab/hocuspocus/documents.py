@@ -113,6 +113,21 @@ class PreAuthBudget:
 
 
 class DocumentTable:
+    # One per Hocuspocus socket: no per-instance __dict__.
+    __slots__ = (
+        "_budget",
+        "_connection_id",
+        "_max_documents",
+        "_max_room_name",
+        "_queue_bytes",
+        "_queue_frames",
+        "_reserved",
+        "_send",
+        "docs",
+        "queued_bytes",
+        "queued_frames",
+    )
+
     def __init__(
         self,
         connection_id: str,

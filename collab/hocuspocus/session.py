@@ -80,11 +80,18 @@ class HocuspocusSession(Session):
             budget=server.preauth,
         )
         self._pings = TokenBucket(s.ping_answer_rate, PING_BURST)
-        self._tasks = TaskSet(f"hocuspocus {conn.id}")
-        self._opening: dict[Document, asyncio.Task[None]] = {}
+        # Made on first use: an idle socket costs neither.
+        self._task_set: TaskSet | None = None
+        self._opening: dict[Document, asyncio.Task[None]] | None = None
         self._stateless: deque[StatelessEvent] = deque()
         self._stateless_task: asyncio.Task[None] | None = None
         self._ping_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def _tasks(self) -> TaskSet:
+        if self._task_set is None:
+            self._task_set = TaskSet(f"hocuspocus {self.conn.id}")
+        return self._task_set
 
     @property
     def docs(self) -> dict[str, Document]:
@@ -159,7 +166,7 @@ class HocuspocusSession(Session):
             elif isinstance(action, dt.Authenticate):
                 self._start_opening(action)
             elif isinstance(action, dt.CancelAuth):
-                task = self._opening.pop(action.doc, None)
+                task = self._opening.pop(action.doc, None) if self._opening else None
                 if task is not None:
                     task.cancel()
             elif isinstance(action, dt.Leave):
@@ -181,8 +188,9 @@ class HocuspocusSession(Session):
         token = action.token or self.token()
         doc = action.doc
         task = self._tasks.spawn(self._open(doc, token), name=f"open {doc.address}")
-        self._opening[doc] = task
-        task.add_done_callback(lambda _t: self._opening.pop(doc, None))
+        opening = self._opening = self._opening if self._opening is not None else {}
+        opening[doc] = task
+        task.add_done_callback(lambda _t: opening.pop(doc, None))
 
     async def _open(self, doc: Document, token: str) -> None:
         try:
@@ -317,5 +325,6 @@ class HocuspocusSession(Session):
         if self._ping_timer is not None:
             self._ping_timer.cancel()
         self._stateless.clear()
-        self._tasks.cancel()
+        if self._task_set is not None:
+            self._task_set.cancel()
         self._carry_out(self.table.close_all())

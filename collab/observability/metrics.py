@@ -161,6 +161,7 @@ class Metrics:
             "livemax",
         )
         self._tallies: dict[tuple[str, str], Tally] = {}
+        self._counters: dict[tuple[str, str], Callable[[str, int], None]] = {}
         self._traffic_children: dict[tuple[str, str, str], tuple[Counter, Counter]] = {}
         for event in BACKPLANE_EVENTS:
             self.backplane_events.labels(event)
@@ -212,7 +213,12 @@ class Metrics:
 
     def counter(self, direction: str, endpoint: str) -> Callable[[str, int], None]:
         """``count(label, size)`` for one direction of one endpoint: the one
-        frame counter of the hot path (plain ints, pushed by :meth:`flush`)."""
+        frame counter of the hot path (plain ints, pushed by :meth:`flush`).
+        One function per (direction, endpoint), shared by every socket."""
+        key = (direction, endpoint)
+        existing = self._counters.get(key)
+        if existing is not None:
+            return existing
         tally = self.tally(direction, endpoint)
 
         def count(label: str, size: int) -> None:
@@ -222,6 +228,7 @@ class Metrics:
             counts[0] += 1
             counts[1] += size
 
+        self._counters[key] = count
         return count
 
     def frame_rejected(self, endpoint: str, reason: str) -> None:

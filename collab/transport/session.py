@@ -60,7 +60,7 @@ class Session:
         self._send = send
         self.conn = conn
         # Every room this socket joined, in order: named in its log lines and close record.
-        self.rooms: dict[str, None] = {}
+        self.rooms: list[str] = []
         self.context: dict[str, Any] = {}
         self._client_code: int | None = None
         self._client_reason = ""
@@ -180,7 +180,8 @@ class Session:
 
     async def connected(self, name: str, result: AuthResult) -> None:
         """``name`` is open on this socket: note it, tell the on_connect hook."""
-        self.rooms[name] = None
+        if name not in self.rooms:
+            self.rooms.append(name)
         ok = await self.hooks.run(
             self.hooks.hooks.on_connect,
             ConnectEvent(self.conn.id, name, result.readonly, dict(result.context)),

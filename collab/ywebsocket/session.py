@@ -24,7 +24,7 @@ class YWebsocketSession(Session):
     async def run(self) -> None:
         name = self.scope["path_params"].get("room", "")
         conn = self.conn
-        self.rooms[name] = None  # named in every line about this socket, joined or not
+        self.rooms.append(name)  # named in every line about this socket, joined or not
         try:
             self.server.check_open()
             validate_room_name(name, self.settings.max_room_name, self.settings.reserved_paths)
