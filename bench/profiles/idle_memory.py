@@ -61,7 +61,8 @@ async def serve_and_measure(kind: str, count: int, trace: bool) -> None:
 
     # The client is killed at the end: its 1006 closes are expected here.
     logging.getLogger("collab").setLevel(logging.ERROR)
-    settings = Settings(store_url="memory://", port=PORT)
+    # The per-client throttles off, as in bench/run.py: every socket here is from 127.0.0.1.
+    settings = Settings(store_url="memory://", port=PORT, connect_rate=0, frame_rate=0)
     config = uvicorn_config(settings)
     config.app = create_app(settings) if kind == "collab" else bare_app
     config.log_level = "warning"
