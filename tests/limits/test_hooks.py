@@ -23,6 +23,7 @@ from tests.limits.helpers import (
     still_converging,
 )
 from tests.support.servers import run_collab
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -88,7 +89,6 @@ async def test_a_raising_on_change_costs_one_task_and_a_bounded_queue() -> None:
         runner.room_update(room, b"\x00\x00", PeerOrigin("p"))
         assert runner.running <= 1 and runner.pending_changes <= CHANGE_BACKLOG
     assert len(dropped) == 4 * CHANGE_BACKLOG
-    while runner.running:
-        await asyncio.sleep(0.01)  # the one runner task drains the queue
+    await wait_until(lambda: not runner.running, timeout=10, what="the runner to drain")
     assert calls == CHANGE_BACKLOG and runner.pending_changes == 0
     await runner.aclose()
