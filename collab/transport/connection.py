@@ -83,6 +83,9 @@ CONN_ID_SCOPE_KEY = "collab.conn_id"
 DIRECT_SCOPE_KEY = "collab.direct_writer"
 # Scope key of a callable dropping the socket at once, its buffers with it.
 ABORT_SCOPE_KEY = "collab.abort"
+# Scope key of ``pump(sink)`` (collab serve's own protocol, transport.fast):
+# frames go to ``sink`` from the protocol's callbacks, not through receive().
+PUMP_SCOPE_KEY = "collab.pump"
 
 
 class DirectWrite(Protocol):

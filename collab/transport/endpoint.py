@@ -17,7 +17,7 @@ from .connection import (
     Connection,
     new_connection_id,
 )
-from .gates import Gate, first_refusal, refuse
+from .gates import Gate, Refusal, first_refusal, log_refusal, refuse
 
 if TYPE_CHECKING:
     from ..server import CollabServer
@@ -62,11 +62,22 @@ class SocketEndpoint:
         self._count_out = metrics.counter("out", session_cls.endpoint)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        refusal = self.refusal(scope)
+        if refusal is not None:
+            await refuse(refusal, scope, receive, send)
+            return
+        await self.serve(scope, receive, send)
+
+    def refusal(self, scope: Scope) -> Refusal | None:
+        """Why the gates refuse this handshake (counted and logged), or None."""
         refusal = first_refusal(self._gates, scope) if self._gates else None
         if refusal is not None:
             self._metrics.handshake_refused(self._session_cls.endpoint, refusal.label)
-            await refuse(refusal, scope, receive, send)
-            return
+            log_refusal(refusal, scope)
+        return refusal
+
+    async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A socket the gates let through: its connection and its session."""
         s = self._server.settings
         # Under `collab serve` our uvicorn protocol has already given the id.
         conn_id = scope.get(CONN_ID_SCOPE_KEY) or new_connection_id()

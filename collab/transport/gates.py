@@ -62,18 +62,6 @@ async def refuse(refusal: Refusal, scope: Scope, receive: Receive, send: Send) -
     message = await receive()
     if message["type"] != "websocket.connect":
         return  # the client is gone already
-    client = scope.get("client")
-    log.info(
-        "handshake refused: %d %s",
-        refusal.status,
-        refusal.reason,
-        extra={
-            "conn_id": "-",
-            "reason": refusal.label,
-            "path": redact_url(scope.get("path", "")),
-            "client": f"{client[0]}:{client[1]}" if client else "-",
-        },
-    )
     if HTTP_RESPONSE_EXTENSION not in (scope.get("extensions") or {}):
         await send({"type": "websocket.close", "code": 1008, "reason": refusal.reason[:120]})
         return
@@ -87,6 +75,21 @@ async def refuse(refusal: Refusal, scope: Scope, receive: Receive, send: Send) -
         {"type": "websocket.http.response.start", "status": refusal.status, "headers": headers}
     )
     await send({"type": "websocket.http.response.body", "body": body})
+
+
+def log_refusal(refusal: Refusal, scope: Scope) -> None:
+    client = scope.get("client")
+    log.info(
+        "handshake refused: %d %s",
+        refusal.status,
+        refusal.reason,
+        extra={
+            "conn_id": "-",
+            "reason": refusal.label,
+            "path": redact_url(scope.get("path", "")),
+            "client": f"{client[0]}:{client[1]}" if client else "-",
+        },
+    )
 
 
 def header(scope: Scope, name: bytes) -> str | None:

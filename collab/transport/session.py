@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -21,7 +22,7 @@ from ..errors import CloseCode, CloseError, StoreError
 from ..hooks import AuthRequest, AuthResult, ConnectEvent, HookRunner
 from ..observability.metrics import Metrics
 from ..rooms.room import Peer, Room
-from .connection import TRANSPORT_CLOSE, Connection, Initiator, State
+from .connection import PUMP_SCOPE_KEY, TRANSPORT_CLOSE, Connection, Initiator, State
 from .gates import header
 
 if TYPE_CHECKING:
@@ -65,6 +66,8 @@ class Session:
         self._client_code: int | None = None
         self._client_reason = ""
         self._accepted = False
+        # The frame-rate bucket (COLLAB_FRAME_RATE): full at the start.
+        self._tokens, self._stamp = float(self.settings.frame_burst), 0.0
         self.query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
         # Frames are tallied as plain ints (Metrics.flush feeds Prometheus).
         self.count_frame_in = metrics.counter("in", self.endpoint)
@@ -223,13 +226,15 @@ class Session:
             self.conn.closed_by_transport(code, reason or "ASGI server shutting down")
 
     async def receive_loop(self) -> None:
+        """Frames to :meth:`on_message` until the socket ends: from our own
+        protocol's callbacks under ``collab serve`` (``pump``), else from the
+        ASGI receive."""
+        pump = self.scope.get(PUMP_SCOPE_KEY)
+        if pump is not None:
+            self._disconnected(await pump(self.on_message))
+            return
         conn = self.conn
-        limit = self.settings.max_frame_bytes
         receive = self._receive
-        # Frame rate: a token bucket, refilled at `rate` per second up to `burst`.
-        rate, burst = self.settings.frame_rate, float(self.settings.frame_burst)
-        tokens, stamp = burst, 0.0
-        clock = asyncio.get_running_loop().time
         while True:
             if conn.state is not State.OPEN:
                 await self._await_disconnect()
@@ -239,41 +244,53 @@ class Session:
                 self._disconnected(message)
                 return
             data = message.get("bytes")
-            if data is None:
-                self.metrics.frame_rejected(self.endpoint, "text_frame")
+            self.on_message(data if data is not None else message.get("text") or "")
+
+    def on_message(self, data: bytes | str) -> None:
+        """One data message: counted, checked (text, rate, size), handled.
+        Dropped once this socket is closing."""
+        conn = self.conn
+        if conn.state is not State.OPEN:
+            return
+        if isinstance(data, str):
+            self.metrics.frame_rejected(self.endpoint, "text_frame")
+            self._close_for(
+                CloseError("text frames are not part of the protocol", CloseCode.UNSUPPORTED_DATA)
+            )
+            return
+        conn.stats.frames_in += 1
+        conn.stats.bytes_in += len(data)
+        s = self.settings
+        rate = s.frame_rate
+        if rate:
+            # A token bucket, refilled at `rate` per second up to the burst.
+            now = time.monotonic()
+            burst = float(s.frame_burst)
+            tokens = min(burst, self._tokens + (now - self._stamp) * rate)
+            self._stamp = now
+            if tokens < 1.0:
+                self._tokens = tokens
+                self.metrics.frame_rejected(self.endpoint, "frame_rate")
                 self._close_for(
                     CloseError(
-                        "text frames are not part of the protocol", CloseCode.UNSUPPORTED_DATA
+                        f"more than {rate:g} frames per second (burst {burst:g})",
+                        CloseCode.POLICY,
                     )
                 )
-                continue
-            conn.stats.frames_in += 1
-            conn.stats.bytes_in += len(data)
-            if rate:
-                now = clock()
-                tokens = min(burst, tokens + (now - stamp) * rate)
-                stamp = now
-                if tokens < 1.0:
-                    self.metrics.frame_rejected(self.endpoint, "frame_rate")
-                    self._close_for(
-                        CloseError(
-                            f"more than {rate:g} frames per second (burst {burst:g})",
-                            CloseCode.POLICY,
-                        )
-                    )
-                    continue
-                tokens -= 1.0
-            if len(data) > limit:
-                self.metrics.frame_rejected(self.endpoint, "too_big")
-                self._close_for(
-                    CloseError(f"frame of {len(data)} bytes exceeds {limit}", CloseCode.TOO_BIG)
-                )
-                continue
-            try:
-                self.handle_frame(data)
-            except CloseError as exc:
-                self.metrics.frame_rejected(self.endpoint, type(exc).__name__)
-                self._close_for(exc)
+                return
+            self._tokens = tokens - 1.0
+        limit = s.max_frame_bytes
+        if len(data) > limit:
+            self.metrics.frame_rejected(self.endpoint, "too_big")
+            self._close_for(
+                CloseError(f"frame of {len(data)} bytes exceeds {limit}", CloseCode.TOO_BIG)
+            )
+            return
+        try:
+            self.handle_frame(data)
+        except CloseError as exc:
+            self.metrics.frame_rejected(self.endpoint, type(exc).__name__)
+            self._close_for(exc)
 
     def _close_for(self, exc: CloseError) -> None:
         log.warning("closing on bad input: %d %s", int(exc.code), exc.reason, extra=self.extra)

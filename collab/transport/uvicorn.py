@@ -176,19 +176,29 @@ class CollabWebSocketProtocol(WebSocketsSansIOProtocol):
         super().connection_lost(exc)
 
 
-def protocol_class(ping_rate: float | None = None) -> type[asyncio.Protocol] | str:
-    """The ``ws=`` argument for uvicorn: ours when this uvicorn has what it
-    overrides, else "auto" (stock behaviour, with a warning). ``ping_rate``:
-    pings answered per second (``COLLAB_PING_ANSWER_RATE``)."""
+def protocol_class(
+    ping_rate: float | None = None, *, fast: bool = True
+) -> type[asyncio.Protocol] | str:
+    """The ``ws=`` argument for uvicorn. By default collab's own protocol
+    (:mod:`collab.transport.fast`: our sockets served from its callbacks,
+    anything else handed to :class:`CollabWebSocketProtocol`); ``fast=False``
+    gives the ASGI one alone. Either needs the uvicorn internals it
+    overrides; without them "auto" (stock behaviour, with a warning).
+    ``ping_rate``: pings answered per second (``COLLAB_PING_ANSWER_RATE``)."""
     if not all(callable(getattr(WebSocketsSansIOProtocol, name, None)) for name in _OVERRIDDEN):
         log.warning(
             "uvicorn's websockets protocol is not the expected one: 1005/1006 and "
             "keepalive closes are reported as uvicorn reports them"
         )
         return "auto"
+    base: type[asyncio.Protocol] = CollabWebSocketProtocol
+    if fast:
+        from .fast import FastWebSocketProtocol
+
+        base = FastWebSocketProtocol
     if ping_rate is None:
-        return CollabWebSocketProtocol
-    return type("CollabWebSocketProtocol", (CollabWebSocketProtocol,), {"ping_rate": ping_rate})
+        return base
+    return type(base.__name__, (base,), {"ping_rate": ping_rate, "__slots__": ()})
 
 
 class DirectWriter:

@@ -7,7 +7,7 @@ import base64
 import os
 import socket
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -46,8 +46,13 @@ ws_impl = "collab-protocol"
 
 
 @asynccontextmanager
-async def serve(app_settings: Settings | None = None, **kw: Any) -> AsyncIterator[RunningApp]:
+async def serve(
+    app_settings: Settings | None = None, wrap: Callable[[Any], None] | None = None, **kw: Any
+) -> AsyncIterator[RunningApp]:
+    """``wrap(app)`` may add middleware before it starts."""
     app = create_app(app_settings or settings(), **kw)
+    if wrap is not None:
+        wrap(app)
     # As `collab serve` configures uvicorn: no permessage-deflate (which
     # would also rule the direct path out).
     async with run_app(
