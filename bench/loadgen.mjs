@@ -378,7 +378,7 @@ class Run {
   }
 }
 
-/** Scenarios A, B, C, F: rooms with writers; latency and throughput. */
+/** Scenarios A, B, C, F, G, H, I: rooms with writers; latency and throughput. */
 async function runFanout (run) {
   const cfg = run.cfg
   const { rooms, clientsPerRoom, writersPerRoom, edits, rate } = cfg
@@ -558,19 +558,22 @@ function countSent (sentAt) {
   return n
 }
 
-/** Scenario D: N idle clients in one room; memory per connection. */
+/**
+ * Scenarios D and J: N idle clients, client i in room i mod `rooms` (D: one
+ * room; J: one room per client); memory per connection.
+ */
 async function runIdle (run) {
   const cfg = run.cfg
   const n = cfg.clients
-  const room = run.roomName(0)
-  const mk = () => new Client(run, { url: cfg.urls[0], room, proto: cfg.proto })
-  const primer = mk()
+  const rooms = Math.max(1, cfg.rooms)
+  const mk = (i) => new Client(run, { url: cfg.urls[0], room: run.roomName(i % rooms), proto: cfg.proto })
+  const primer = mk(0)
   run.clients.push(primer)
   await primer.open(cfg.syncTimeoutMs)
   await sleep(cfg.settleMs)
   const rssBefore = await sampleRss(cfg.serverPids)
   const rest = []
-  for (let i = 1; i < n; i++) { const c = mk(); rest.push(c); run.clients.push(c) }
+  for (let i = 1; i < n; i++) { const c = mk(i); rest.push(c); run.clients.push(c) }
   const cpu0 = treeCpuMs(cfg.serverPids)
   const t0 = now()
   const failed = await openBatched(run, rest, cfg.batch, cfg.syncTimeoutMs, t0 + cfg.connectDeadlineMs)
@@ -583,6 +586,7 @@ async function runIdle (run) {
   const stillOpen = run.clients.filter((c) => c.synced && !c.closedUnexpectedly).length
   return {
     clients: n,
+    rooms,
     clients_failed: failed,
     clients_open_at_end: stillOpen,
     connect_sync_ms: round(connectMs, 1),

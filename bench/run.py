@@ -1,15 +1,29 @@
 #!/usr/bin/env python3
 """Benchmark collab against other Yjs sync servers, side by side, in one run.
 
-    .venv/bin/python bench/run.py                 # everything, A-F (~11 min on 2 cores)
+    .venv/bin/python bench/run.py                 # everything, A-J (~18 min on 2 cores)
     .venv/bin/python bench/run.py --quick         # smoke test: small N, 1 repeat
     .venv/bin/python bench/run.py --servers collab,y-websocket --scenarios A,D
-    .venv/bin/python bench/run.py --without-redis # A-E only (no redis-server needed)
+    .venv/bin/python bench/run.py --without-redis # all but F (no redis-server needed)
 
-Writes bench/RESULTS.md (tables, ratios, machine info) and bench/results.json
-(every run's raw figures). See bench/README.md for what each scenario means.
-Only the standard library is used here; the pycrdt peer and collab run under
-the interpreter given by --python (default: the repo's .venv).
+Scenarios (full sizes; --quick uses smaller ones, RESULTS.md states them):
+  A  1 room x 50 clients, 5 writers at 20 edits/s, 120 edits each: latency
+  B  1 room x 200 clients, 1 writer flat out, 1,000 edits: fan-out throughput
+  C  100 rooms x 5 clients, 1 writer per room at 5 edits/s, 30 edits: latency
+  D  1,000 idle sockets in 1 room: RSS per socket
+  E  120k-op document preloaded, then 50 clients join at once: join time
+  F  collab only: cross-instance latency through TLS Redis (needs redis-server)
+  G  1 room x 200 clients, 1 writer at 20 edits/s, 60 edits: latency
+  H  1 room x 50 clients, 5 writers flat out, 500 edits each: throughput
+  I  100 rooms x 5 clients, 1 writer per room flat out, 200 edits each: throughput
+  J  1,000 idle sockets, each in its own room: RSS per socket
+
+Writes bench/RESULTS.md (machine info, then a scoreboard of collab's headline
+ratios, then each scenario's table and ratios) and bench/results.json
+(every run's raw figures and the scoreboard). See bench/README.md for what
+each scenario means. Only the standard library is used here; the pycrdt peer
+and collab run under the interpreter given by --python (default: the repo's
+.venv).
 """
 
 from __future__ import annotations
@@ -26,13 +40,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness.report import Cell, derive, render, scenario_section
+from harness.scenarios import BY_ID, Scenario, default_ids, describe, params, report_kind
+from harness.scoreboard import as_json, render_scoreboard, score
 from harness.servers import (
     BENCH,
     LOADGEN_CPU,
@@ -48,120 +63,6 @@ from harness.servers import (
 
 LOADGEN = BENCH / "loadgen.mjs"
 CACHE = BENCH / ".cache"
-
-
-@dataclass(frozen=True)
-class Scenario:
-    sid: str
-    title: str
-    kind: str  # loadgen kind: fanout | idle | largedoc
-    desc: str
-    full: dict[str, Any]
-    quick: dict[str, Any]
-    only: tuple[str, ...] = ()  # restrict to these servers (F)
-
-
-SCENARIOS = [
-    Scenario(
-        "A",
-        "One busy room",
-        "fanout",
-        "Latency = a writer's send → each other client's receipt, under a steady load.",
-        dict(rooms=1, clientsPerRoom=50, writersPerRoom=5, rate=20, edits=120, awareness=True),
-        dict(rooms=1, clientsPerRoom=20, writersPerRoom=3, rate=20, edits=30, awareness=True),
-    ),
-    Scenario(
-        "B",
-        "Broadcast burst",
-        "fanout",
-        "The writer sends without pacing: fan-out throughput, and the latency of a backlog.",
-        dict(
-            rooms=1,
-            clientsPerRoom=200,
-            writersPerRoom=1,
-            rate=0,
-            edits=1000,
-            awareness=True,
-            drainTimeoutMs=30000,
-        ),
-        dict(
-            rooms=1,
-            clientsPerRoom=50,
-            writersPerRoom=1,
-            rate=0,
-            edits=500,
-            awareness=True,
-            drainTimeoutMs=15000,
-        ),
-    ),
-    Scenario(
-        "C",
-        "Many small rooms",
-        "fanout",
-        "Per-room overhead: many rooms, little traffic in each.",
-        dict(rooms=100, clientsPerRoom=5, writersPerRoom=1, rate=5, edits=30, awareness=True),
-        dict(rooms=20, clientsPerRoom=5, writersPerRoom=1, rate=5, edits=10, awareness=True),
-    ),
-    Scenario(
-        "D",
-        "Idle connections",
-        "idle",
-        "Memory per connection: server RSS (whole process tree) before and after, "
-        "divided by the number of new connections.",
-        dict(clients=1000),
-        dict(clients=200),
-    ),
-    Scenario(
-        "E",
-        "Large document, thundering herd",
-        "largedoc",
-        "The loader stays connected (the peers have no store and would drop the "
-        "document); a fresh client polls until it sees the whole text (preload). "
-        "Then all joiners connect at once; time until every one has its step2.",
-        dict(joiners=50, trace=dict(ops=120000, seed=7)),
-        dict(joiners=20, trace=dict(ops=30000, seed=7)),
-    ),
-    Scenario(
-        "F",
-        "Cross-instance latency through TLS Redis",
-        "fanout",
-        "collab only. collab-redis: writers on one process, readers on the other, so "
-        "every delivery crosses TLS Redis (AUTH, CA-verified). collab: the same load "
-        "on one process, as the baseline.",
-        dict(rooms=1, clientsPerRoom=20, writersPerRoom=2, rate=20, edits=120, split=True),
-        dict(rooms=1, clientsPerRoom=10, writersPerRoom=2, rate=20, edits=30, split=True),
-        only=("collab-redis", "collab"),
-    ),
-]
-
-
-def describe(sc: Scenario, p: dict[str, Any]) -> str:
-    """The parameters actually used, in words, followed by the purpose."""
-    if sc.kind == "fanout":
-        pace = f"{p['rate']} edits/s each" if p["rate"] else "flat out"
-        rooms = "1 room" if p["rooms"] == 1 else f"{p['rooms']} rooms"
-        text = (
-            f"{rooms} x {p['clientsPerRoom']} clients, {p['writersPerRoom']} writer(s) per room "
-            f"at {pace}, {p['edits']} edits per writer"
-        )
-        text += "; every client sets awareness on join." if p.get("awareness") else "."
-    elif sc.kind == "idle":
-        text = f"{p['clients']:,} idle clients in one room (no awareness)."
-    else:
-        text = (
-            f"A deterministic {p['trace']['ops']:,}-operation editing trace (3 authors: typing, "
-            f"backspaces, jumps, occasional merges) pre-loaded by one client; then "
-            f"{p['joiners']} clients join at once."
-        )
-    return f"{text} {sc.desc}"
-
-
-BY_ID = {s.sid: s for s in SCENARIOS}
-
-
-def report_kind(sc: Scenario, quick: bool) -> str:
-    params = sc.quick if quick else sc.full
-    return "burst" if sc.kind == "fanout" and params["rate"] == 0 else sc.kind
 
 
 def log(msg: str) -> None:
@@ -225,7 +126,7 @@ def run_one(
     spec_name: str, scenario: Scenario, quick: bool, opts: Options, rep: int
 ) -> dict[str, Any]:
     spec = SERVERS[spec_name]
-    params = dict(scenario.quick if quick else scenario.full)
+    p = dict(params(scenario, quick))
     with tempfile.TemporaryDirectory(prefix="collab-bench-") as tmp:
         try:
             running = spec.start(Path(tmp), opts)
@@ -233,13 +134,13 @@ def run_one(
             return {"ok": False, "error": f"server start: {exc}"}
         try:
             cfg = {
-                **params,
+                **p,
                 "kind": scenario.kind,
                 "proto": spec.proto,
                 "urls": running.urls,
                 "serverPids": running.server_pids,
                 "roomPrefix": f"{scenario.sid.lower()}{rep}-{secrets.token_hex(3)}",
-                "trace": {**params.get("trace", {}), "cacheDir": str(CACHE)},
+                "trace": {**p.get("trace", {}), "cacheDir": str(CACHE)},
             }
             result = loadgen("run", cfg, timeout=300)
             if not result.get("ok"):
@@ -319,7 +220,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="small N, 1 repeat (smoke test)")
     p.add_argument("--servers", help=f"comma list from: {', '.join(SERVERS)}")
     p.add_argument(
-        "--scenarios", help="comma list from A-F (default all; A-E with --without-redis)"
+        "--scenarios", help="comma list from A-J (default all; all but F with --without-redis)"
     )
     p.add_argument("--repeats", type=int, help="runs per cell (default 3, quick 1)")
     p.add_argument(
@@ -337,7 +238,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--python", default=str(REPO / ".venv" / "bin" / "python"))
     p.add_argument("--out", default=str(BENCH / "RESULTS.md"))
     p.add_argument("--json", default=str(BENCH / "results.json"))
-    p.add_argument("--max-minutes", type=float, default=25.0, help="stop starting runs after this")
+    p.add_argument("--max-minutes", type=float, default=35.0, help="stop starting runs after this")
     return p.parse_args()
 
 
@@ -355,11 +256,7 @@ def main() -> int:
     unknown = [s for s in servers if s not in SERVERS]
     if unknown:
         sys.exit(f"unknown server(s): {', '.join(unknown)}")
-    sids = (
-        args.scenarios.split(",")
-        if args.scenarios
-        else ["A", "B", "C", "D", "E"] + (["F"] if args.with_redis else [])
-    )
+    sids = args.scenarios.split(",") if args.scenarios else default_ids(args.with_redis)
     if any(s not in BY_ID for s in sids):
         sys.exit(f"unknown scenario in {sids}; choose from {', '.join(BY_ID)}")
 
@@ -375,7 +272,7 @@ def main() -> int:
                 log(f"skipping {name}: {reason}")
     servers = [s for s in servers if s not in skipped]
     if "E" in sids:
-        trace = (BY_ID["E"].quick if args.quick else BY_ID["E"].full)["trace"]
+        trace = params(BY_ID["E"], args.quick)["trace"]
         log(f"building/caching the {trace['ops']}-op trace")
         res = loadgen("trace", {"trace": {**trace, "cacheDir": str(CACHE)}}, 300)
         if not res.get("ok"):
@@ -414,7 +311,7 @@ def main() -> int:
             sid,
             BY_ID[sid].title,
             report_kind(BY_ID[sid], args.quick),
-            describe(BY_ID[sid], BY_ID[sid].quick if args.quick else BY_ID[sid].full),
+            describe(BY_ID[sid], params(BY_ID[sid], args.quick)),
             cells[sid],
             peers,
             {name: spec.proto for name, spec in SERVERS.items()},
@@ -422,12 +319,14 @@ def main() -> int:
         for sid in sids
         if cells[sid]
     ]
-    Path(args.out).write_text(render(meta, sections, skipped))
+    board = score(cells, servers)
+    Path(args.out).write_text(render(meta, sections, skipped, render_scoreboard(board, args.quick)))
     Path(args.json).write_text(
         json.dumps(
             {
                 "meta": meta,
                 "skipped": skipped,
+                "scoreboard": as_json(board),
                 "results": {sid: {n: c.runs for n, c in cs.items()} for sid, cs in cells.items()},
             },
             indent=1,

@@ -250,7 +250,14 @@ def peer_ratios(
     return [*lines, ""]
 
 
-def render(meta: dict[str, Any], sections: list[list[str]], skipped: dict[str, str]) -> str:
+def render(
+    meta: dict[str, Any],
+    sections: list[list[str]],
+    skipped: dict[str, str],
+    scoreboard: list[str] | None = None,
+) -> str:
+    """The whole RESULTS.md: header and machine info, the scoreboard (when
+    given), then one section per scenario."""
     lines = ["# collab benchmark results", ""]
     if meta.get("quick"):
         lines += [
@@ -274,10 +281,12 @@ def render(meta: dict[str, Any], sections: list[list[str]], skipped: dict[str, s
     ]
     if skipped:
         lines += ["Servers not run:", ""] + [f"- {k}: {v}" for k, v in skipped.items()] + [""]
+    if scoreboard:
+        lines += [*scoreboard, "## Scenarios", ""]
     lines += [
-        "Ratios are collab ÷ other; each says whether that is better or worse "
-        'for collab. "verified" = a fresh client fetched the final document and '
-        "found every edit.",
+        "In the scenario sections, ratios are collab ÷ other; each says whether that "
+        'is better or worse for collab. "verified" = a fresh client fetched the final '
+        "document and found every edit.",
         "",
     ]
     for section in sections:
