@@ -127,6 +127,7 @@ def create_app(
         store,
         grace=s.room_grace,
         fanout_window=s.fanout_window,
+        fanout_frame_rate=s.fanout_frame_rate,
         observers=observers,
         lifecycle=[replicator] if replicator else [],
         flush=writer.flush,

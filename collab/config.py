@@ -158,6 +158,9 @@ class Settings:
     # so a flood goes out as fewer, merged frames; after a quiet spell the
     # next update goes out on the next event-loop turn. 0 = every turn.
     fanout_window: float = 0.005
+    # ... and a room of N peers at most once per N / fanout_frame_rate seconds
+    # when that is longer (frames per second per room; 0 = the window alone).
+    fanout_frame_rate: int = 10_000
     # Redis backplane: COLLAB_REDIS_URL, COLLAB_REDIS_PASSWORD, ...
     redis: RedisSettings = field(default_factory=RedisSettings)
     # Limits.
@@ -282,6 +285,8 @@ class Settings:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must start with '/'")
         if self.fanout_window < 0:
             raise ConfigError("COLLAB_FANOUT_WINDOW must not be negative")
+        if self.fanout_frame_rate < 0:
+            raise ConfigError("COLLAB_FANOUT_FRAME_RATE must not be negative")
         for name in (
             "max_document_bytes",
             "max_connections",

@@ -5,31 +5,58 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+# Fan-outs a room may make back to back after a quiet spell before the pace
+# applies: paced typing (a few edits a second from each of a few writers)
+# then never waits for a window, and a flood is merged from its fifth frame.
+BURST = 4.0
+
 
 class Pacer:
     """A room's ``defer``: when to fan out the updates gathered so far.
 
-    After a quiet spell, on the next event-loop turn (merging whatever the
-    turn brought). While updates keep coming, at most once per ``window``:
-    a flood from one writer then leaves as a few merged frames per peer, not
-    one frame per keystroke, which is what the server's CPU and every
-    receiver's pay for (Hocuspocus 4 has the same idea as its flushDelay).
+    A token bucket over fan-outs. After a quiet spell an update goes out on
+    the next event-loop turn (merging whatever that turn brought). While
+    updates keep coming, a room fans out at most once per ``window``; and
+    once a flood makes it merge, a big room more rarely: such a fan-out costs
+    ``frames / frame_rate`` seconds of credit when that is longer, so a flood
+    into a room of 200 peers leaves as ~50 merged frames per second per peer
+    rather than 200 (the server's and every receiver's cost is per frame;
+    Hocuspocus 4 merges the same way). The room's ``flush`` returns those
+    frames (0 when it merged nothing): paced typing and presence, however
+    many peers, are never held for the longer spacing.
     """
 
-    __slots__ = ("_last", "_loop", "_window")
+    __slots__ = ("_cost", "_credit", "_frame_rate", "_loop", "_stamp", "_window")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, window: float) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, window: float, frame_rate: float = 0.0
+    ) -> None:
         self._loop = loop
         self._window = window
-        self._last = -window
+        self._frame_rate = frame_rate
+        self._cost = window  # what the next fan-out will cost, from the last one
+        self._credit = BURST * window
+        self._stamp = loop.time()
 
-    def __call__(self, flush: Callable[[], None]) -> None:
-        due = self._last + self._window
-        if self._loop.time() >= due:
+    def _refill(self, now: float) -> float:
+        credit = min(BURST * self._cost, self._credit + (now - self._stamp))
+        self._credit, self._stamp = credit, now
+        return credit
+
+    def __call__(self, flush: Callable[[], object]) -> None:
+        now = self._loop.time()
+        short = self._cost - self._refill(now)
+        if short <= 0:
             self._loop.call_soon(self._run, flush)
         else:
-            self._loop.call_at(due, self._run, flush)
+            self._loop.call_at(now + short, self._run, flush)
 
-    def _run(self, flush: Callable[[], None]) -> None:
-        self._last = self._loop.time()
-        flush()
+    def _run(self, flush: Callable[[], object]) -> None:
+        self._refill(self._loop.time())
+        sent = flush()
+        frames = sent if isinstance(sent, int) else 0
+        cost = self._window
+        if self._frame_rate and frames / self._frame_rate > cost:
+            cost = frames / self._frame_rate
+        self._cost = cost
+        self._credit -= cost

@@ -79,6 +79,7 @@ class RoomRegistry:
         *,
         grace: float,
         fanout_window: float,
+        fanout_frame_rate: float = 0.0,
         observers: Sequence[RoomObserver] = (),
         lifecycle: Sequence[RoomLifecycle] = (),
         flush: Callable[[str], Awaitable[None]],
@@ -88,6 +89,7 @@ class RoomRegistry:
         self._store = store
         self._grace = grace
         self._fanout_window = fanout_window
+        self._fanout_frame_rate = fanout_frame_rate
         self._observers = tuple(observers)
         self._lifecycle = tuple(lifecycle)
         self._flush = flush
@@ -135,7 +137,9 @@ class RoomRegistry:
         while True:
             entry = self._entries.get(name)
             if entry is None:
-                pacer = Pacer(asyncio.get_running_loop(), self._fanout_window)
+                pacer = Pacer(
+                    asyncio.get_running_loop(), self._fanout_window, self._fanout_frame_rate
+                )
                 room = Room(name, observers=self._observers, defer=pacer, limits=self._limits)
                 entry = self._entries[name] = _Entry(room)
                 self._tasks.spawn(self._load(name, entry), name=f"load {name}")

@@ -83,7 +83,7 @@ class RoomObserver(Protocol):
     def room_stateless(self, room: Room, payload: str, origin: Origin) -> None: ...
 
 
-Defer = Callable[[Callable[[], None]], object]
+Defer = Callable[[Callable[[], object]], object]
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,13 +217,16 @@ class Room:
             self._scheduled = True
             self._defer(self.flush)
 
-    def flush(self) -> None:
-        """The pacer's call: updates first, then the presence pointing into them."""
+    def flush(self) -> int:
+        """The pacer's call: updates first, then the presence pointing into
+        them. Returns the fan-out's weight for the pacer: the frames a merge
+        of several updates took (a flood), 0 when nothing was merged."""
         self._scheduled = False
-        self.flush_updates()
+        weight = self.flush_updates()
         self.flush_awareness()
+        return weight
 
-    def flush_updates(self) -> None:
+    def flush_updates(self) -> int:
         """Fan out the updates gathered since the last flush, merged into one.
 
         The merged update also reaches peers that sent a part of it: Yjs
@@ -232,15 +235,16 @@ class Room:
         """
         pending = self._pending
         if not pending:
-            return
+            return 0
         self._pending = []
         if len(pending) == 1:
             update, exclude = pending[0]
-        else:
-            update = merge_updates(*(u for u, _ in pending))
-            senders = {e for _, e in pending}
-            exclude = senders.pop() if len(senders) == 1 else None
-        self._broadcast(lambda c: c.update(self.name, update), Label.UPDATE, exclude)
+            self._broadcast(lambda c: c.update(self.name, update), Label.UPDATE, exclude)
+            return 0
+        update = merge_updates(*(u for u, _ in pending))
+        senders = {e for _, e in pending}
+        exclude = senders.pop() if len(senders) == 1 else None
+        return self._broadcast(lambda c: c.update(self.name, update), Label.UPDATE, exclude)
 
     # -- peers --------------------------------------------------------------
 
@@ -367,9 +371,11 @@ class Room:
 
     def _broadcast(
         self, encode: Callable[[Codec], bytes | None], label: Label, exclude: str | None
-    ) -> None:
-        """Encode once per codec and queue the same bytes for every peer."""
+    ) -> int:
+        """Encode once per codec and queue the same bytes for every peer;
+        returns how many peers it was sent to."""
         frames: dict[int, bytes | None] = {}
+        sent = 0
         # Peer.send never changes self.peers (a closing peer leaves later,
         # from its own task), so the dict is iterated without a copy.
         for pid, peer in self.peers.items():
@@ -383,6 +389,8 @@ class Room:
                 frame = frames[key] = encode(codec)
             if frame is not None:
                 peer.send(frame, label)
+                sent += 1
+        return sent
 
     def close(self) -> None:
         self.flush()

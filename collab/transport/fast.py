@@ -185,10 +185,10 @@ class FastWebSocketProtocol(asyncio.Protocol):
             else:  # frames before the 101: kept until the session accepts
                 self._pause_reading()
 
-    def eof_received(self) -> bool | None:
+    def eof_received(self) -> None:
         if self._other is not None:
-            return self._other.eof_received()
-        return None  # the transport closes; connection_lost reports 1006
+            self._other.eof_received()
+        # the transport closes; connection_lost reports 1006
 
     def pause_writing(self) -> None:
         if self._other is not None:
