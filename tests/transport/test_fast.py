@@ -9,8 +9,8 @@ sockets this path does not serve to the ASGI one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import base64
+import contextlib
 import os
 import struct
 from collections.abc import AsyncIterator

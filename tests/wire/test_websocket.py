@@ -97,9 +97,9 @@ def test_server_frames_are_unmasked() -> None:
     assert ws.encode_frame(ws.Opcode.BINARY, b"ab") == b"\x82\x02ab"
     assert ws.encode_frame(ws.Opcode.PONG, b"") == b"\x8a\x00"
     assert ws.encode_frame(ws.Opcode.BINARY, b"x" * 200)[:4] == b"\x82\x7e\x00\xc8"
-    assert ws.encode_frame(ws.Opcode.BINARY, b"x" * 70000)[:10] == b"\x82\x7f" + (
-        70000
-    ).to_bytes(8, "big")
+    assert ws.encode_frame(ws.Opcode.BINARY, b"x" * 70000)[:10] == b"\x82\x7f" + (70000).to_bytes(
+        8, "big"
+    )
 
 
 def test_close_frames() -> None:
@@ -109,7 +109,8 @@ def test_close_frames() -> None:
     assert len(long) <= 127 and long[4:].decode("utf-8")
     assert ws.parse_close(b"") == (1005, "")
     assert ws.parse_close(b"\x0f\xa1bye") == (4001, "bye")
-    for bad in (b"\x03", b"\x03\xed", b"\x03\xe7", b"\x0b\xb7", b"\x13\x88"):  # 1 byte, 1005, 999, 2999, 5000
+    # one byte, then the codes 1005, 999, 2999 and 5000
+    for bad in (b"\x03", b"\x03\xed", b"\x03\xe7", b"\x0b\xb7", b"\x13\x88"):
         with pytest.raises(CloseError) as info:
             ws.parse_close(bad)
         assert info.value.code == CloseCode.PROTOCOL_ERROR
