@@ -293,8 +293,10 @@ class Room:
         for e in entries:
             owner = self._owners.get(e.client_id)
             if owner is None:
-                if e.client_id in self.awareness or e.state == aw.NULL_STATE:
-                    continue  # another instance's client, or nothing to remove
+                if e.client_id in self.awareness or not self.awareness.accepts(e):
+                    # another instance's client, nothing to remove, or an echo
+                    # of a client already removed (a provider re-broadcasting)
+                    continue
                 if mine is None:  # made on a peer's first awareness: idle peers cost none
                     mine = self._peer_clients[peer.id] = set()
                 if len(mine) >= self.limits.max_awareness_clients:

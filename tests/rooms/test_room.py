@@ -96,6 +96,30 @@ def test_leave_removes_the_peers_awareness_clients() -> None:
     assert len(room.awareness) == 0
 
 
+def test_an_echo_of_a_removed_client_cannot_bring_it_back() -> None:
+    """y-websocket providers re-broadcast every state they hear of. Their echo
+    of a client that has since left arrives after its removal was queued: it
+    must neither replace the removal nor leave an orphan behind (the flake
+    of tests/limits/test_awareness.py under load)."""
+    deferred: list[Callable[[], object]] = []
+    room = Room("r", defer=deferred.append)
+    a, b, c = RecordingPeer("a"), RecordingPeer("b"), RecordingPeer("c")
+    for peer in (a, b, c):
+        room.join(peer)
+    state = aw.Entry(424242, 5, '{"name":"mallory"}')
+    room.peer_awareness(a, aw.encode_update([state]))
+    deferred.pop()()
+    c.frames.clear()
+    room.leave(a)  # the removal (clock 6) is queued
+    room.peer_awareness(b, aw.encode_update([state]))  # b's provider echoes clock 5
+    deferred.pop()()
+    assert c.frames == [p.encode_awareness(aw.encode_update([aw.Entry(424242, 6, "null")]))]
+    assert 424242 not in room.awareness
+    c.frames.clear()
+    room.leave(b)  # b did not adopt it: nothing more to remove
+    assert c.frames == [] and deferred == []
+
+
 def test_observers_see_origins() -> None:
     recorder = Recorder()
     room = Room("r", observers=[recorder])
