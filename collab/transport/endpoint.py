@@ -68,6 +68,9 @@ class SocketEndpoint:
             return
         await self.serve(scope, receive, send)
 
+    def count_refusal(self, label: str) -> None:
+        self._metrics.handshake_refused(self._session_cls.endpoint, label)
+
     def refusal(self, scope: Scope) -> Refusal | None:
         """Why the gates refuse this handshake (counted and logged), or None."""
         refusal = first_refusal(self._gates, scope) if self._gates else None

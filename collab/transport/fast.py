@@ -233,11 +233,29 @@ class FastWebSocketProtocol(asyncio.Protocol):
             if routed is None:
                 self._hand_over(raw + b"\r\n\r\n" + rest)
                 return
-            self._key = ws.check_upgrade(request)
         except ws.HandshakeError as exc:
             self._respond(exc.status, exc.reason, exc.headers)
             return
         endpoint, child = routed
+        try:
+            self._key = ws.check_upgrade(request)
+        except ws.HandshakeError as exc:
+            # Counted and logged as the gates' refusals are (no query: a token may ride there).
+            endpoint.count_refusal("bad_handshake")
+            client = get_remote_addr(self.transport)
+            log.info(
+                "handshake refused: %d %s",
+                exc.status,
+                exc.reason,
+                extra={
+                    "conn_id": "-",
+                    "reason": "bad_handshake",
+                    "path": raw_path,
+                    "client": f"{client[0]}:{client[1]}" if client else "-",
+                },
+            )
+            self._respond(exc.status, exc.reason, exc.headers)
+            return
         self._reader = ws.FrameReader(self._config.ws_max_size)
         if rest:
             self._reader.feed(rest)

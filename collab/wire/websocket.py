@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
@@ -27,6 +28,7 @@ try:  # websockets' C helper: unmasking in pure Python costs ~100x more
 except ImportError:  # pragma: no cover - websockets without its extension
     from websockets.utils import apply_mask
 
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 # A request head past this is refused with 431 (uvicorn's parser bounds it too).
 MAX_HEAD_BYTES = 64 * 1024
@@ -66,13 +68,15 @@ class Request:
         return None
 
     def header_tokens(self, name: bytes) -> list[str]:
-        """Every comma-separated token of every ``name`` header, stripped."""
+        """Every comma-separated token of every ``name`` header, stripped;
+        anything that is not an RFC 7230 token is dropped (a subprotocol is
+        echoed in the response: it must not carry a line break)."""
         return [
-            token.strip()
+            token
             for key, value in self.headers
             if key == name
-            for token in value.decode("latin-1").split(",")
-            if token.strip()
+            for token in (t.strip() for t in value.decode("latin-1").split(","))
+            if _TOKEN.fullmatch(token)
         ]
 
 
@@ -118,7 +122,7 @@ def accept_response(key: bytes, subprotocol: str | None, extra: bytes = b"") -> 
     accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
     head = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
     head += b"Sec-WebSocket-Accept: " + accept + b"\r\n"
-    if subprotocol:
+    if subprotocol and _TOKEN.fullmatch(subprotocol):
         head += b"Sec-WebSocket-Protocol: " + subprotocol.encode("latin-1") + b"\r\n"
     return head + extra + b"\r\n"
 
@@ -184,14 +188,15 @@ class FrameReader:
     masked; a message past ``max_size`` is refused before it is buffered whole.
     """
 
-    __slots__ = ("_buf", "_frag_opcode", "_frag_size", "_fragments", "max_size")
+    __slots__ = ("_buf", "_frag_opcode", "_fragments", "max_size")
 
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
         self._buf = bytearray()
-        self._fragments: list[bytes] | None = None
+        # One buffer, not a list of parts: a flood of empty continuation
+        # frames must not grow memory (the size check alone would not see it).
+        self._fragments: bytearray | None = None
         self._frag_opcode = Opcode.BINARY
-        self._frag_size = 0
 
     def feed(self, data: bytes) -> None:
         self._buf += data
@@ -207,16 +212,15 @@ class FrameReader:
             if opcode is Opcode.CONT:
                 if self._fragments is None:
                     raise ProtocolError("continuation frame without a message")
-                self._fragments.append(payload)
+                self._fragments += payload
                 if not fin:
                     continue
-                opcode, payload = self._frag_opcode, b"".join(self._fragments)
+                opcode, payload = self._frag_opcode, bytes(self._fragments)
                 self._fragments = None
             elif self._fragments is not None:
                 raise ProtocolError("new message inside a fragmented one")
             elif not fin:
-                self._fragments, self._frag_opcode = [payload], opcode
-                self._frag_size = len(payload)
+                self._fragments, self._frag_opcode = bytearray(payload), opcode
                 continue
             if opcode is Opcode.TEXT:
                 try:
@@ -249,7 +253,7 @@ class FrameReader:
             n, offset = int.from_bytes(buf[2:10], "big"), 10
         if opcode >= Opcode.CLOSE and (n > 125 or not fin):
             raise ProtocolError("control frame fragmented or over 125 bytes")
-        pending = self._frag_size if opcode is Opcode.CONT else 0
+        pending = len(self._fragments) if opcode is Opcode.CONT and self._fragments else 0
         if pending + n > self.max_size:
             raise CloseError(f"message over {self.max_size} bytes", CloseCode.TOO_BIG)
         end = offset + 4 + n
@@ -258,6 +262,4 @@ class FrameReader:
         mask = bytes(buf[offset : offset + 4])
         payload = apply_mask(bytes(buf[offset + 4 : end]), mask)
         del buf[:end]
-        if opcode is Opcode.CONT:
-            self._frag_size += n
         return fin, opcode, payload

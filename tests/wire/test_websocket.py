@@ -162,3 +162,20 @@ def test_http_response() -> None:
     assert data.startswith(b"HTTP/1.1 429 Too Many Requests\r\n")
     assert b"Content-Length: 9\r\n" in data and b"Retry-After: 2\r\n" in data
     assert data.endswith(b"\r\n\r\nslow down")
+
+
+def test_empty_continuation_frames_cost_no_memory() -> None:
+    reader = ws.FrameReader(100)
+    reader.feed(masked(0x02, b"a") + masked(0x00, b"") * 50_000)
+    assert reader.next() is None
+    assert reader._fragments == bytearray(b"a")  # one buffer, not 50,001 parts
+    reader.feed(masked(0x80, b"b"))
+    assert reader.next() == (ws.Opcode.BINARY, b"ab")
+
+
+def test_a_subprotocol_that_is_not_a_token_is_never_echoed() -> None:
+    head = REQUEST.replace(b"collab, tok", b"collab\nX-Injected: 1, ok").rstrip(b"\r\n")
+    request = ws.parse_request(head)
+    assert request.header_tokens(b"sec-websocket-protocol") == ["ok"]
+    response = ws.accept_response(ws.check_upgrade(request), "bad\r\nX-Injected: 1")
+    assert b"X-Injected" not in response and b"Sec-WebSocket-Protocol" not in response
