@@ -45,6 +45,7 @@ from uvicorn.protocols.utils import get_local_addr, get_remote_addr, is_ssl
 from ..errors import CloseCode, CloseError
 from ..wire import websocket as ws
 from .connection import (
+    ABORT_AFTER,
     ABORT_SCOPE_KEY,
     CONN_ID_SCOPE_KEY,
     DIRECT_SCOPE_KEY,
@@ -188,7 +189,10 @@ class FastWebSocketProtocol(asyncio.Protocol):
     def eof_received(self) -> None:
         if self._other is not None:
             self._other.eof_received()
-        # the transport closes; connection_lost reports 1006
+            return
+        # Closed here, bounded (a peer that half-closed may not read what is
+        # still buffered either); connection_lost reports 1006.
+        self._close_transport()
 
     def pause_writing(self) -> None:
         if self._other is not None:
@@ -308,7 +312,7 @@ class FastWebSocketProtocol(asyncio.Protocol):
     def _respond(self, status: int, reason: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
         phrase = _PHRASES.get(status, "Error")
         self.transport.write(ws.http_response(status, phrase, reason, headers))
-        self.transport.close()
+        self._close_transport()
         self._state = ENDED
 
     def _session_done(self, task: asyncio.Task[None]) -> None:
@@ -320,7 +324,7 @@ class FastWebSocketProtocol(asyncio.Protocol):
         if self._state is not ENDED:  # the session ended without a close
             if self._state is OPEN and not self._close_sent:
                 self.transport.write(ws.close_frame(CloseCode.NORMAL))
-            self.transport.close()
+            self._close_transport()
 
     # -- the session's side: ASGI for the handshake and the close ---------------
 
@@ -456,7 +460,7 @@ class FastWebSocketProtocol(asyncio.Protocol):
             self._close_sent = True
             self.transport.write(ws.close_frame(code, reason))
         self._end(code, reason, by_server=False)
-        self.transport.close()
+        self._close_transport()
 
     def _protocol_failure(self, exc: CloseError) -> None:
         log.warning(
@@ -469,7 +473,7 @@ class FastWebSocketProtocol(asyncio.Protocol):
             self._close_sent = True
             self.transport.write(ws.close_frame(exc.code, exc.reason))
         self._end(exc.code, exc.reason, by_server=True)
-        self.transport.close()
+        self._close_transport()
 
     def _ping_allowed(self) -> bool:
         if self.ping_rate <= 0:
@@ -514,7 +518,7 @@ class FastWebSocketProtocol(asyncio.Protocol):
         """uvicorn is exiting: 1001 and a reason (uvicorn's own would be a bare 1012)."""
         self._cancel_timer()
         if self._state is ENDED or self.transport.is_closing():
-            self.transport.close()
+            self._close_transport()
             return
         if self._state is OPEN and not self._close_sent:
             self._close_sent = True
@@ -523,9 +527,20 @@ class FastWebSocketProtocol(asyncio.Protocol):
             self.transport.write(ws.http_response(503, "Service Unavailable", SHUTDOWN_REASON))
         self._end(CloseCode.GOING_AWAY, SHUTDOWN_REASON, by_server=True)
         self._state = ENDED
-        self.transport.close()
+        self._close_transport()
 
     # -- plumbing -------------------------------------------------------------------------
+
+    def _close_transport(self) -> None:
+        """Close once the write buffer is flushed, but abort if that has not
+        happened ``ABORT_AFTER`` later: a peer that stopped reading (and sent
+        its close, or half-closed) never takes a document-sized step2, and the
+        transport would keep it for as long as its TCP connection lives."""
+        self._cancel_timer()  # no keepalive past this; the slot holds the abort
+        if self.transport.is_closing() and self.transport.get_write_buffer_size() == 0:
+            return
+        self.transport.close()
+        self._timer = self._loop.call_later(ABORT_AFTER, self.abort)
 
     def _end(self, code: int, reason: str, *, by_server: bool) -> None:
         if self._disconnect is None:

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import contextlib
 import os
+import socket
 import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,8 +22,15 @@ import pytest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from collab.client import YClient
+from collab.transport import fast
 from collab.wire import ywebsocket as p
-from tests.core.helpers import STEP1_EMPTY, serve, settings, update_inserting
+from tests.core.helpers import (
+    STEP1_EMPTY,
+    raw_ws_connect,
+    serve,
+    settings,
+    update_inserting,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -177,3 +185,35 @@ async def test_an_app_with_middleware_is_served_the_asgi_way() -> None:
             c.text().insert(0, "through the middleware")
             await seen(f"{srv.ws_url}/mw", "through the middleware")
     assert "websocket" in scopes
+
+
+async def test_a_client_that_closes_but_never_reads_is_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """It asked for the document (a step2 of megabytes, left in the write
+    buffer), then sent its close: the session ends at once, and the socket,
+    with that buffer, is aborted after the close timeout rather than kept for
+    as long as the client keeps its TCP connection open."""
+    monkeypatch.setattr(fast, "ABORT_AFTER", 0.5)
+    async with serve() as srv:
+        text = "x" * 2_000_000
+        async with YClient(f"{srv.ws_url}/big", reconnect=False) as c:
+            c.text().insert(0, text)
+            await seen(f"{srv.ws_url}/big", text)
+        sock = await asyncio.to_thread(raw_ws_connect, srv.port, "/big")
+        try:
+            connections = srv.server.server_state.connections
+            (proto,) = (c for c in connections if isinstance(c, fast.FastWebSocketProtocol))
+            # A small kernel buffer, so most of the document waits in the transport.
+            server_sock = proto.transport.get_extra_info("socket")
+            server_sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+            sock.sendall(client_frame(0x82, STEP1_EMPTY))  # answered with the whole document
+            async with asyncio.timeout(5):
+                while proto.transport.get_write_buffer_size() < len(text) // 2:
+                    await asyncio.sleep(0.05)
+            sock.sendall(client_frame(0x88, struct.pack(">H", 1000)))
+            async with asyncio.timeout(5):
+                while proto in connections:
+                    await asyncio.sleep(0.05)
+        finally:
+            sock.close()
