@@ -8,8 +8,9 @@ Serves, in this process and under the uvicorn configuration `collab serve`
 uses, either collab or a bare ASGI app that accepts a socket, sends one
 frame and waits (the least any ASGI WebSocket app can do), then opens N idle
 sockets from a child process and reports the RSS growth per socket. The bare
-app's figure is the floor of uvicorn + websockets: no ASGI app on this stack
-can go below it.
+app's figure is the floor of uvicorn + websockets for an ASGI app; collab
+under `collab serve` is below it, since its own protocol serves the sockets
+(collab/transport/fast.py, bench/PROFILE.md).
 """
 
 from __future__ import annotations

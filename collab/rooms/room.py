@@ -101,6 +101,8 @@ class RoomLimits:
 # share of the limit has arrived since: a refusal may come up to 1/64 early,
 # and a document near its limit is not re-encoded on every keystroke.
 _REMEASURE_SHARE = 64
+# The state vector of a client that has nothing yet.
+EMPTY_STATE_VECTOR = b"\x00"
 
 
 class Room:
@@ -136,6 +138,7 @@ class Room:
         self._peer_clients: dict[str, set[int]] = {}
         self._owners: dict[int, str] = {}
         self._origin: Origin | None = None
+        self._full: bytes | None = None  # the whole document, encoded (see diff)
         # Document size: exact at the last measure, plus what arrived since.
         self._measured = 0
         self._since = 0
@@ -152,7 +155,19 @@ class Room:
         return self.doc.get_state()
 
     def diff(self, state_vector: bytes | None = None) -> bytes:
-        """The update a holder of ``state_vector`` is missing (all if None)."""
+        """The update a holder of ``state_vector`` is missing (all if None).
+
+        The whole document (what every fresh client asks for, with an empty
+        state vector) is encoded once and kept until the next change: a herd
+        of joiners on a large document costs one encoding, not one each
+        (scenario E). It is the size of the document, which the room holds
+        anyway, and goes with the next edit.
+        """
+        if not state_vector or state_vector == EMPTY_STATE_VECTOR:
+            full = self._full
+            if full is None:
+                full = self._full = self.doc.get_update()
+            return full
         try:
             return self.doc.get_update(state_vector)
         except ValueError as exc:
@@ -183,7 +198,7 @@ class Room:
 
     def measured(self, size: int | None = None) -> int:
         """Take ``size`` (e.g. the bytes just loaded) or the encoded size as exact."""
-        self._measured = len(self.doc.get_update()) if size is None else size
+        self._measured = len(self.diff()) if size is None else size
         self._since = 0
         return self._measured
 
@@ -197,6 +212,7 @@ class Room:
             raise TooLarge("document too large")
 
     def _on_doc_update(self, event: object) -> None:
+        self._full = None
         update: bytes = event.update  # type: ignore[attr-defined]
         self._since += len(update)
         origin = self._origin if self._origin is not None else StoreOrigin()

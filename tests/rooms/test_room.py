@@ -120,6 +120,22 @@ def test_an_echo_of_a_removed_client_cannot_bring_it_back() -> None:
     assert c.frames == [] and deferred == []
 
 
+def test_a_herd_of_fresh_clients_costs_one_encoding_until_the_next_edit() -> None:
+    room = Room("r")
+    a, b, c = RecordingPeer("a"), RecordingPeer("b"), RecordingPeer("c")
+    for peer in (a, b, c):
+        room.join(peer)
+    room.sync_update(a, make_update("hello"))
+    first, second = room.diff(b"\x00"), room.diff()
+    assert first is second  # encoded once for every empty state vector
+    room.sync_update(a, make_update("more"))
+    third = room.diff(b"\x00")
+    assert third is not first
+    d: Doc = Doc()
+    d.apply_update(third)
+    assert "more" in str(d.get("text", type=Text))
+
+
 def test_observers_see_origins() -> None:
     recorder = Recorder()
     room = Room("r", observers=[recorder])
