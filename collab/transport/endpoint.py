@@ -68,16 +68,17 @@ class SocketEndpoint:
             return
         await self.serve(scope, receive, send)
 
-    def count_refusal(self, label: str) -> None:
-        self._metrics.handshake_refused(self._session_cls.endpoint, label)
-
     def refusal(self, scope: Scope) -> Refusal | None:
         """Why the gates refuse this handshake (counted and logged), or None."""
         refusal = first_refusal(self._gates, scope) if self._gates else None
         if refusal is not None:
-            self._metrics.handshake_refused(self._session_cls.endpoint, refusal.label)
-            log_refusal(refusal, scope)
+            self.report(refusal, scope)
         return refusal
+
+    def report(self, refusal: Refusal, scope: Scope) -> None:
+        """Count and log a handshake answered with an HTTP status."""
+        self._metrics.handshake_refused(self._session_cls.endpoint, refusal.label)
+        log_refusal(refusal, scope)
 
     async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A socket the gates let through: its connection and its session."""

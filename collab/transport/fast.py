@@ -54,6 +54,8 @@ from .connection import (
     new_connection_id,
 )
 from .endpoint import SocketEndpoint
+from .gates import Refusal
+from .limits import TokenBucket
 from .uvicorn import PING_BURST, SHUTDOWN_REASON, CollabWebSocketProtocol, binary_frame
 
 log = logging.getLogger("collab.fast")
@@ -122,9 +124,8 @@ class FastWebSocketProtocol(asyncio.Protocol):
         "_other",
         "_pending",
         "_ping_payload",
-        "_ping_stamp",
-        "_ping_tokens",
         "_pinged",
+        "_pings",
         "_read_paused",
         "_reader",
         "_server_state",
@@ -165,7 +166,7 @@ class FastWebSocketProtocol(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._ping_payload: bytes | None = None
         self._pinged = False
-        self._ping_tokens, self._ping_stamp = PING_BURST, 0.0
+        self._pings: TokenBucket | None = None  # made on the first ping
         self.pings_ignored = 0
 
     # -- asyncio callbacks ----------------------------------------------------
@@ -244,20 +245,10 @@ class FastWebSocketProtocol(asyncio.Protocol):
         try:
             self._key = ws.check_upgrade(request)
         except ws.HandshakeError as exc:
-            # Counted and logged as the gates' refusals are (no query: a token may ride there).
-            endpoint.count_refusal("bad_handshake")
+            # Counted and logged as the gates' refusals are.
             client = get_remote_addr(self.transport)
-            log.info(
-                "handshake refused: %d %s",
-                exc.status,
-                exc.reason,
-                extra={
-                    "conn_id": "-",
-                    "reason": "bad_handshake",
-                    "path": raw_path,
-                    "client": f"{client[0]}:{client[1]}" if client else "-",
-                },
-            )
+            bad = Refusal(exc.status, exc.reason, "bad_handshake", exc.headers)
+            endpoint.report(bad, {"path": raw_path, "client": client})
             self._respond(exc.status, exc.reason, exc.headers)
             return
         self._reader = ws.FrameReader(self._config.ws_max_size)
@@ -439,7 +430,9 @@ class FastWebSocketProtocol(asyncio.Protocol):
                     self._sink, self._failure = None, exc
                     self._wake()
             elif opcode is ws.Opcode.PING:
-                if not self._ping_allowed():
+                if self._pings is None:
+                    self._pings = TokenBucket(self.ping_rate, PING_BURST)
+                if not self._pings.take():
                     self.pings_ignored += 1
                 elif not self._close_sent:
                     self.transport.write(ws.encode_frame(ws.Opcode.PONG, payload))
@@ -474,18 +467,6 @@ class FastWebSocketProtocol(asyncio.Protocol):
             self.transport.write(ws.close_frame(exc.code, exc.reason))
         self._end(exc.code, exc.reason, by_server=True)
         self._close_transport()
-
-    def _ping_allowed(self) -> bool:
-        if self.ping_rate <= 0:
-            return True
-        now = self._loop.time()
-        tokens = min(PING_BURST, self._ping_tokens + (now - self._ping_stamp) * self.ping_rate)
-        self._ping_stamp = now
-        if tokens < 1.0:
-            self._ping_tokens = tokens
-            return False
-        self._ping_tokens = tokens - 1.0
-        return True
 
     # -- keepalive and shutdown ---------------------------------------------------------
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -24,6 +23,7 @@ from ..observability.metrics import Metrics
 from ..rooms.room import Peer, Room
 from .connection import PUMP_SCOPE_KEY, TRANSPORT_CLOSE, Connection, Initiator, State
 from .gates import header
+from .limits import TokenBucket
 
 if TYPE_CHECKING:
     from ..server import CollabServer
@@ -66,8 +66,8 @@ class Session:
         self._client_code: int | None = None
         self._client_reason = ""
         self._accepted = False
-        # The frame-rate bucket (COLLAB_FRAME_RATE): full at the start.
-        self._tokens, self._stamp = float(self.settings.frame_burst), 0.0
+        # COLLAB_FRAME_RATE / COLLAB_FRAME_BURST (rate 0: no limit).
+        self._frames = TokenBucket(self.settings.frame_rate, float(self.settings.frame_burst))
         self.query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
         # Frames are tallied as plain ints (Metrics.flush feeds Prometheus).
         self.count_frame_in = metrics.counter("in", self.endpoint)
@@ -261,24 +261,15 @@ class Session:
         conn.stats.frames_in += 1
         conn.stats.bytes_in += len(data)
         s = self.settings
-        rate = s.frame_rate
-        if rate:
-            # A token bucket, refilled at `rate` per second up to the burst.
-            now = time.monotonic()
-            burst = float(s.frame_burst)
-            tokens = min(burst, self._tokens + (now - self._stamp) * rate)
-            self._stamp = now
-            if tokens < 1.0:
-                self._tokens = tokens
-                self.metrics.frame_rejected(self.endpoint, "frame_rate")
-                self._close_for(
-                    CloseError(
-                        f"more than {rate:g} frames per second (burst {burst:g})",
-                        CloseCode.POLICY,
-                    )
+        if not self._frames.take():
+            self.metrics.frame_rejected(self.endpoint, "frame_rate")
+            self._close_for(
+                CloseError(
+                    f"more than {s.frame_rate:g} frames per second (burst {s.frame_burst:g})",
+                    CloseCode.POLICY,
                 )
-                return
-            self._tokens = tokens - 1.0
+            )
+            return
         limit = s.max_frame_bytes
         if len(data) > limit:
             self.metrics.frame_rejected(self.endpoint, "too_big")

@@ -45,6 +45,7 @@ from .connection import (
     TRANSPORT_CLOSE,
     new_connection_id,
 )
+from .limits import TokenBucket
 
 log = logging.getLogger("collab.uvicorn")
 
@@ -93,31 +94,19 @@ class CollabWebSocketProtocol(WebSocketsSansIOProtocol):
         )
         self.conn.logger = self.logger  # the websockets protocol's own lines
         self.pings_ignored = 0
-        self._ping_tokens, self._ping_stamp = PING_BURST, 0.0
+        self._pings = TokenBucket(self.ping_rate, PING_BURST)
         # The sans-I/O protocol answers a ping inside recv_frame, before any
         # event reaches us: a ping past the rate is dropped before it.
         answer = self.conn.recv_frame
 
         def recv_frame(frame: Frame) -> None:
-            if frame.opcode is Opcode.PING and not self._ping_allowed():
+            if frame.opcode is Opcode.PING and not self._pings.take():
                 self.pings_ignored += 1
                 return
             answer(frame)
 
         self.conn.recv_frame = recv_frame  # type: ignore[method-assign]
         super().connection_made(transport)
-
-    def _ping_allowed(self) -> bool:
-        if self.ping_rate <= 0:
-            return True  # no limit
-        now = self.loop.time()
-        tokens = min(PING_BURST, self._ping_tokens + (now - self._ping_stamp) * self.ping_rate)
-        self._ping_stamp = now
-        if tokens < 1.0:
-            self._ping_tokens = tokens
-            return False
-        self._ping_tokens = tokens - 1.0
-        return True
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)

@@ -31,6 +31,7 @@ from tests.core.helpers import (
     settings,
     update_inserting,
 )
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -208,12 +209,12 @@ async def test_a_client_that_closes_but_never_reads_is_dropped(
             server_sock = proto.transport.get_extra_info("socket")
             server_sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
             sock.sendall(client_frame(0x82, STEP1_EMPTY))  # answered with the whole document
-            async with asyncio.timeout(5):
-                while proto.transport.get_write_buffer_size() < len(text) // 2:
-                    await asyncio.sleep(0.05)
+            await wait_until(
+                lambda: proto.transport.get_write_buffer_size() >= len(text) // 2,
+                5,
+                "the document waiting in the transport",
+            )
             sock.sendall(client_frame(0x88, struct.pack(">H", 1000)))
-            async with asyncio.timeout(5):
-                while proto in connections:
-                    await asyncio.sleep(0.05)
+            await wait_until(lambda: proto not in connections, 5, "the socket aborted")
         finally:
             sock.close()
