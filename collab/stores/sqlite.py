@@ -137,8 +137,18 @@ class SQLiteStore:
         except BaseException:
             await self.db.execute("ROLLBACK")
             raise
-        await self.db.execute("PRAGMA incremental_vacuum")
+        await self._vacuum()
         return True
+
+    async def _vacuum(self) -> None:
+        """Return the pages a compaction or delete freed to the file system.
+
+        Through ``executescript``: ``execute`` steps a statement that returns
+        no columns once, and one step of ``incremental_vacuum`` frees one
+        page, so the freelist (and the file) kept growing with every
+        compaction that freed more than a page.
+        """
+        await self.db.executescript("PRAGMA incremental_vacuum;")
 
     async def _read(self, room: str) -> tuple[int, list[tuple[int, bytes]]]:
         """The snapshot version (0 = none), then the snapshot (as seq 0) and
@@ -175,6 +185,7 @@ class SQLiteStore:
                 except BaseException:
                     await self.db.execute("ROLLBACK")
                     raise
+                await self._vacuum()
         except sqlite3.Error as exc:
             raise StoreError(f"delete {room!r}: {exc}") from exc
         return a.rowcount + b.rowcount > 0
