@@ -12,20 +12,18 @@ uvicorn parses the HTTP request and, on an upgrade, hands the socket to the
 - broadcasts are written straight to the transport (``ready``/``write``,
   the :class:`~collab.transport.connection.DirectWrite` interface).
 
-The session still sees ASGI for its handshake and its close (``receive`` and
-``send`` below speak the few messages it uses), so the y-websocket and
-Hocuspocus sessions run unchanged on this path and on the ASGI one
-(collab mounted in someone else's server); tests/core runs under both.
+What the session sees (the request head turned into its scope, ASGI for its
+handshake and its close, ``pump``, the direct writes) is the
+:class:`~collab.transport.shim.SessionShim` mixin; which sockets are served
+here is Starlette's own routing (:mod:`collab.transport.routing`), and
+anything else is handed, bytes and all, to the ASGI protocol
+(:mod:`collab.transport.uvicorn`). This module is the socket itself: the
+asyncio callbacks, frames, keepalive, shutdown and closing the transport.
 
-Routing is Starlette's own: the request path is matched against the app's
-routes, and only a match whose endpoint is a
-:class:`~collab.transport.endpoint.SocketEndpoint` is served here. Anything
-else (an app with middleware, a path no socket lives on) is handed, bytes
-and all, to the ASGI protocol (:mod:`collab.transport.uvicorn`), which
-behaves as before. Close accounting is the same as there: 1006 for a peer
-gone without a close frame, 1011 "keepalive ping timeout" (aborted, since a
-peer that does not answer pings does not read either), 1001 "server
-shutting down" at uvicorn's shutdown, client pings answered at a bounded rate.
+Close accounting is the same as the ASGI protocol's: 1006 for a peer gone
+without a close frame, 1011 "keepalive ping timeout" (aborted, since a peer
+that does not answer pings does not read either), 1001 "server shutting
+down" at uvicorn's shutdown, client pings answered at a bounded rate.
 """
 
 from __future__ import annotations
@@ -34,103 +32,34 @@ import asyncio
 import logging
 import os
 from collections import deque
-from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
-from urllib.parse import unquote
-
-from starlette.applications import Starlette
-from starlette.routing import Match, WebSocketRoute
-from uvicorn.protocols.utils import get_local_addr, get_remote_addr, is_ssl
 
 from ..errors import CloseCode, CloseError
 from ..wire import websocket as ws
-from .connection import (
-    ABORT_AFTER,
-    ABORT_SCOPE_KEY,
-    CONN_ID_SCOPE_KEY,
-    DIRECT_SCOPE_KEY,
-    PUMP_SCOPE_KEY,
-    TRANSPORT_CLOSE,
-    new_connection_id,
-)
-from .endpoint import SocketEndpoint
-from .gates import Refusal
+from .connection import ABORT_AFTER
 from .limits import TokenBucket
-from .uvicorn import PING_BURST, SHUTDOWN_REASON, CollabWebSocketProtocol, binary_frame
+from .routing import disconnect_message
+from .shim import ENDED, HEAD, OPEN, SessionShim
+from .uvicorn import PING_BURST, SHUTDOWN_REASON
 
 log = logging.getLogger("collab.fast")
 
-Sink = Callable[[bytes | str], None]
-_PHRASES = {400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed"}
-_PHRASES |= {426: "Upgrade Required", 429: "Too Many Requests", 431: "Headers Too Large"}
-_PHRASES |= {500: "Internal Server Error", 503: "Service Unavailable"}
 
-# Lifecycle: the request head is read, the session decides (accept or close),
-# the socket is open, then it has ended (the disconnect is known).
-HEAD, DECIDING, OPEN, ENDED = range(4)
-
-
-def _starlette(app: object) -> Starlette | None:
-    """Our Starlette app when its sockets can be served here (no middleware,
-    which this path would skip), else None: everything goes the ASGI way."""
-    while not isinstance(app, Starlette) and hasattr(app, "app"):
-        app = app.app  # uvicorn's own wrappers (its trace logger)
-    if not isinstance(app, Starlette) or app.user_middleware:
-        return None
-    return app
-
-
-def _route(app: object, path: str) -> tuple[SocketEndpoint, Mapping[str, Any]] | None:
-    """Starlette's routing, as its router would do it: the first full match
-    wins, and it is served here only if it is one of our socket endpoints."""
-    starlette = _starlette(app)
-    if starlette is None:
-        return None
-    scope = {"type": "websocket", "path": path, "root_path": ""}
-    for route in starlette.router.routes:
-        match, child = route.matches(scope)
-        if match is Match.FULL:
-            endpoint = getattr(route, "endpoint", None)
-            if isinstance(route, WebSocketRoute) and isinstance(endpoint, SocketEndpoint):
-                if route.app is endpoint:
-                    return endpoint, child
-            return None
-    return None
-
-
-def _disconnect(code: int, reason: str, by_server: bool) -> dict[str, Any]:
-    message: dict[str, Any] = {"type": "websocket.disconnect", "code": code, "reason": reason}
-    if by_server:
-        message[TRANSPORT_CLOSE] = True
-    return message
-
-
-class FastWebSocketProtocol(asyncio.Protocol):
+class FastWebSocketProtocol(SessionShim, asyncio.Protocol):
     # Pings answered per second (protocol_class() makes a subclass with the setting).
     ping_rate = 2.0
 
-    # Thousands of these live at once: no per-instance __dict__.
+    # Thousands of these live at once: no per-instance __dict__ (the
+    # session's side has its own slots, in SessionShim).
     __slots__ = (
-        "_close_sent",
         "_config",
-        "_conn_id",
-        "_connect_given",
-        "_discarding",
         "_disconnect",
-        "_failure",
-        "_head",
-        "_key",
         "_loop",
-        "_other",
-        "_pending",
         "_ping_payload",
         "_pinged",
         "_pings",
         "_read_paused",
-        "_reader",
         "_server_state",
-        "_sink",
-        "_state",
         "_timer",
         "_waiter",
         "_writable",
@@ -142,25 +71,14 @@ class FastWebSocketProtocol(asyncio.Protocol):
     def __init__(self, config: Any, server_state: Any, app_state: Any, _loop: Any = None) -> None:
         if not config.loaded:
             config.load()
+        super().__init__()  # SessionShim's state: the lifecycle at HEAD
         self._config = config
         self._server_state = server_state
         self.app_state = app_state
         self._loop: asyncio.AbstractEventLoop = _loop or asyncio.get_event_loop()
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
-        self._state = HEAD
-        self._other: CollabWebSocketProtocol | None = None
-        self._head: bytearray | None = bytearray()
-        self._reader: ws.FrameReader | None = None
-        self._conn_id = ""
-        self._key = b""
-        self._connect_given = False
-        self._sink: Sink | None = None
-        self._pending: deque[bytes | str] | None = None
-        self._discarding = False
         self._read_paused = False
-        self._close_sent = False
         self._disconnect: dict[str, Any] | None = None
-        self._failure: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._writable: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -216,188 +134,6 @@ class FastWebSocketProtocol(asyncio.Protocol):
         self._end(1006, "connection lost without a close frame", by_server=False)
         self._state = ENDED
         self._wake_writers()
-
-    # -- the request head -------------------------------------------------------
-
-    def _read_head(self, data: bytes) -> None:
-        head = self._head
-        assert head is not None
-        head += data
-        end = head.find(b"\r\n\r\n")
-        if end < 0:
-            if len(head) > ws.MAX_HEAD_BYTES:
-                self._respond(431, "request head too large")
-            return
-        raw, rest = bytes(head[:end]), bytes(head[end + 4 :])
-        self._head = None
-        try:
-            request = ws.parse_request(raw)
-            target = request.target
-            raw_path, _, query = target.partition("?")
-            routed = _route(self._config.loaded_app, unquote(raw_path))
-            if routed is None:
-                self._hand_over(raw + b"\r\n\r\n" + rest)
-                return
-        except ws.HandshakeError as exc:
-            self._respond(exc.status, exc.reason, exc.headers)
-            return
-        endpoint, child = routed
-        try:
-            self._key = ws.check_upgrade(request)
-        except ws.HandshakeError as exc:
-            # Counted and logged as the gates' refusals are.
-            client = get_remote_addr(self.transport)
-            bad = Refusal(exc.status, exc.reason, "bad_handshake", exc.headers)
-            endpoint.report(bad, {"path": raw_path, "client": client})
-            self._respond(exc.status, exc.reason, exc.headers)
-            return
-        self._reader = ws.FrameReader(self._config.ws_max_size)
-        if rest:
-            self._reader.feed(rest)
-        self._conn_id = new_connection_id()
-        scope = self._scope(request, unquote(raw_path), raw_path, query, child)
-        refusal = endpoint.refusal(scope)
-        if refusal is not None:
-            self._respond(refusal.status, refusal.reason, refusal.headers)
-            return
-        self._state = DECIDING
-        task = self._loop.create_task(endpoint.serve(scope, self.receive, self.send))
-        tasks = self._server_state.tasks
-        tasks.add(task)
-        task.add_done_callback(self._session_done)
-
-    def _scope(
-        self, request: ws.Request, path: str, raw_path: str, query: str, child: Mapping[str, Any]
-    ) -> dict[str, Any]:
-        scope: dict[str, Any] = {
-            "type": "websocket",
-            "scheme": "wss" if is_ssl(self.transport) else "ws",
-            "server": get_local_addr(self.transport),
-            "client": get_remote_addr(self.transport),
-            "root_path": "",
-            "path": path,
-            "raw_path": raw_path.encode("latin-1"),
-            "query_string": query.encode("latin-1"),
-            "headers": request.headers,
-            "subprotocols": request.header_tokens(b"sec-websocket-protocol"),
-            CONN_ID_SCOPE_KEY: self._conn_id,
-            ABORT_SCOPE_KEY: self.abort,
-            DIRECT_SCOPE_KEY: self,
-            PUMP_SCOPE_KEY: self.pump,
-        }
-        scope.update(child)
-        return scope
-
-    def _hand_over(self, request: bytes) -> None:
-        """Not one of our sockets: the ASGI protocol serves it, as before.
-        This object stays the transport's protocol (uvicorn sets it after
-        the first bytes) and passes every callback on."""
-        self._server_state.connections.discard(self)
-        other = self._other = CollabWebSocketProtocol(
-            config=self._config, server_state=self._server_state, app_state=self.app_state
-        )
-        other.ping_rate = self.ping_rate
-        other.connection_made(self.transport)
-        other.data_received(request)
-
-    def _respond(self, status: int, reason: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
-        phrase = _PHRASES.get(status, "Error")
-        self.transport.write(ws.http_response(status, phrase, reason, headers))
-        self._close_transport()
-        self._state = ENDED
-
-    def _session_done(self, task: asyncio.Task[None]) -> None:
-        self._server_state.tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error(
-                "socket session failed", exc_info=task.exception(), extra={"conn_id": self._conn_id}
-            )
-        if self._state is not ENDED:  # the session ended without a close
-            if self._state is OPEN and not self._close_sent:
-                self.transport.write(ws.close_frame(CloseCode.NORMAL))
-            self._close_transport()
-
-    # -- the session's side: ASGI for the handshake and the close ---------------
-
-    async def receive(self) -> dict[str, Any]:
-        if not self._connect_given:
-            self._connect_given = True
-            return {"type": "websocket.connect"}
-        # Past the handshake the session only waits for the end; what it
-        # would be sent meanwhile is dropped (it reads frames through pump).
-        self._discarding = True
-        if self._pending:
-            self._pending.clear()
-        self._resume_reading()
-        while self._disconnect is None:
-            await self._wait()
-        return self._disconnect
-
-    async def send(self, message: MutableMapping[str, Any]) -> None:
-        kind = message["type"]
-        if kind == "websocket.send":
-            while self._writable is not None and self._state is not ENDED:
-                await asyncio.shield(self._writable)
-            if self._state is ENDED or self._close_sent:
-                raise ConnectionResetError("the socket has ended")
-            data = message.get("bytes")
-            if data is None:
-                data = ws.encode_frame(ws.Opcode.TEXT, message["text"].encode("utf-8"))
-                self.transport.write(data)
-            else:
-                self.transport.write(binary_frame(data))
-        elif kind == "websocket.accept":
-            if self._state is not DECIDING:
-                return  # gone during the decision (shut down, dropped)
-            extra = b"".join(k + b": " + v + b"\r\n" for k, v in self._server_state.default_headers)
-            self.transport.write(ws.accept_response(self._key, message.get("subprotocol"), extra))
-            self._state = OPEN
-            self._arm_keepalive(self._config.ws_ping_interval)
-            self._resume_reading()
-            self._process()
-        elif kind == "websocket.close":
-            if self._state is DECIDING:  # closed before accepting: HTTP 403, as ASGI says
-                self._respond(403, "refused")
-                self._end(CloseCode.ABNORMAL, "", by_server=True)
-            elif self._state is OPEN and not self._close_sent:
-                self._close_sent = True
-                self.transport.write(
-                    ws.close_frame(message.get("code", 1000), message.get("reason") or "")
-                )
-        else:
-            raise RuntimeError(f"unexpected ASGI message {kind!r} on a collab socket")
-
-    async def pump(self, sink: Sink) -> dict[str, Any]:
-        """Hand every data message to ``sink`` (in ``data_received``) until
-        the socket ends; return its disconnect message. An exception from
-        ``sink`` stops the delivery and is raised here."""
-        self._sink = sink
-        pending, self._pending = self._pending, None
-        while pending:
-            sink(pending.popleft())
-        self._resume_reading()
-        while self._disconnect is None and self._failure is None:
-            await self._wait()
-        if self._failure is not None:
-            failure, self._failure = self._failure, None
-            raise failure
-        return self._disconnect  # type: ignore[return-value]
-
-    # DirectWrite: broadcasts straight to the socket while it takes them now.
-    def ready(self) -> bool:
-        return (
-            self._state is OPEN
-            and not self._close_sent
-            and self._writable is None
-            and not self.transport.is_closing()
-        )
-
-    def write(self, payload: bytes) -> None:
-        self.transport.write(binary_frame(payload))
-
-    def abort(self) -> None:
-        if self.transport is not None:
-            self.transport.abort()
 
     # -- frames -------------------------------------------------------------------
 
@@ -525,7 +261,7 @@ class FastWebSocketProtocol(asyncio.Protocol):
 
     def _end(self, code: int, reason: str, *, by_server: bool) -> None:
         if self._disconnect is None:
-            self._disconnect = _disconnect(code, reason, by_server)
+            self._disconnect = disconnect_message(code, reason, by_server)
             self._wake()
 
     async def _wait(self) -> None:
