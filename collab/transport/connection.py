@@ -88,6 +88,15 @@ ABORT_SCOPE_KEY = "collab.abort"
 PUMP_SCOPE_KEY = "collab.pump"
 
 
+def disconnect_message(code: int, reason: str = "", *, by_server: bool = False) -> Any:
+    """The ``websocket.disconnect`` message a protocol gives the session at
+    the end (typed Any: it carries our extra key when we closed it)."""
+    message: dict[str, Any] = {"type": "websocket.disconnect", "code": code, "reason": reason}
+    if by_server:
+        message[TRANSPORT_CLOSE] = True
+    return message
+
+
 class DirectWrite(Protocol):
     """Frames written straight to the socket when it can take them now."""
 

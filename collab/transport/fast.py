@@ -36,9 +36,8 @@ from typing import Any
 
 from ..errors import CloseCode, CloseError
 from ..wire import websocket as ws
-from .connection import ABORT_AFTER
+from .connection import ABORT_AFTER, disconnect_message
 from .limits import TokenBucket
-from .routing import disconnect_message
 from .shim import ENDED, HEAD, OPEN, SessionShim
 from .uvicorn import PING_BURST, SHUTDOWN_REASON
 
@@ -261,7 +260,7 @@ class FastWebSocketProtocol(SessionShim, asyncio.Protocol):
 
     def _end(self, code: int, reason: str, *, by_server: bool) -> None:
         if self._disconnect is None:
-            self._disconnect = disconnect_message(code, reason, by_server)
+            self._disconnect = disconnect_message(code, reason, by_server=by_server)
             self._wake()
 
     async def _wait(self) -> None:

@@ -29,7 +29,6 @@ from .connection import (
     CONN_ID_SCOPE_KEY,
     DIRECT_SCOPE_KEY,
     PUMP_SCOPE_KEY,
-    TRANSPORT_CLOSE,
     DirectWrite,
 )
 from .endpoint import SocketEndpoint
@@ -107,11 +106,3 @@ def websocket_scope(
     }
     scope.update(child)
     return scope
-
-
-def disconnect_message(code: int, reason: str, by_server: bool) -> dict[str, Any]:
-    """The ``websocket.disconnect`` message the session is given at the end."""
-    message: dict[str, Any] = {"type": "websocket.disconnect", "code": code, "reason": reason}
-    if by_server:
-        message[TRANSPORT_CLOSE] = True
-    return message

@@ -42,7 +42,7 @@ from .connection import (
     ABORT_SCOPE_KEY,
     CONN_ID_SCOPE_KEY,
     DIRECT_SCOPE_KEY,
-    TRANSPORT_CLOSE,
+    disconnect_message,
     new_connection_id,
 )
 from .limits import TokenBucket
@@ -62,14 +62,6 @@ _OVERRIDDEN = (
 SHUTDOWN_REASON = "server shutting down"
 # Pings a client may send at once before the rate applies.
 PING_BURST = 10.0
-
-
-def _disconnect(code: int, reason: str = "", *, by_server: bool = False) -> Any:
-    """A ``websocket.disconnect`` event (typed Any: it carries our extra key)."""
-    message: dict[str, Any] = {"type": "websocket.disconnect", "code": code, "reason": reason}
-    if by_server:
-        message[TRANSPORT_CLOSE] = True
-    return message
 
 
 class _ConnLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -128,7 +120,9 @@ class CollabWebSocketProtocol(WebSocketsSansIOProtocol):
     def keepalive_timeout(self) -> None:
         if not (self.close_sent or self.transport.is_closing() or self.disconnected):
             # uvicorn sends 1011 "keepalive ping timeout" right after this.
-            self.queue.put_nowait(_disconnect(1011, "keepalive ping timeout", by_server=True))
+            self.queue.put_nowait(
+                disconnect_message(1011, "keepalive ping timeout", by_server=True)
+            )
         super().keepalive_timeout()
         # A peer that does not answer pings does not read either: closing
         # would wait for its write buffer to drain, which it never does.
@@ -137,7 +131,7 @@ class CollabWebSocketProtocol(WebSocketsSansIOProtocol):
     def handle_parser_exception(self) -> None:
         sent = self.conn.close_sent
         if sent is not None:  # the parser refused a frame and closed with this
-            self.queue.put_nowait(_disconnect(sent.code, sent.reason, by_server=True))
+            self.queue.put_nowait(disconnect_message(sent.code, sent.reason, by_server=True))
         super().handle_parser_exception()
 
     def shutdown(self) -> None:
@@ -145,7 +139,7 @@ class CollabWebSocketProtocol(WebSocketsSansIOProtocol):
             # uvicorn would send a bare 1012; `collab serve` drains with 1001 and
             # a reason first, and a socket still open here gets the same.
             self.stop_keepalive()
-            self.queue.put_nowait(_disconnect(1001, SHUTDOWN_REASON, by_server=True))
+            self.queue.put_nowait(disconnect_message(1001, SHUTDOWN_REASON, by_server=True))
             self.conn.send_close(1001, SHUTDOWN_REASON)
             self.transport.write(b"".join(self.conn.data_to_send()))
             self.close_sent = True
@@ -161,7 +155,7 @@ class CollabWebSocketProtocol(WebSocketsSansIOProtocol):
             and self.conn.close_rcvd is None
         ):
             # Gone without a close frame: that is 1006, not 1005.
-            self.queue.put_nowait(_disconnect(1006, "connection lost without a close frame"))
+            self.queue.put_nowait(disconnect_message(1006, "connection lost without a close frame"))
         super().connection_lost(exc)
 
 
