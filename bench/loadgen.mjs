@@ -391,6 +391,7 @@ async function runFanout (run) {
   let firstSend = Infinity
   let lastReceipt = 0
   let stray = 0
+  let updateFrames = 0 // frames carrying updates, all receivers: merging shows here
   let echoes = 0 // a writer's own edit sent back to it (y-websocket does)
   let allDeliveredResolve = null
   const allDelivered = new Promise((resolve) => { allDeliveredResolve = resolve })
@@ -399,6 +400,7 @@ async function runFanout (run) {
   const seen = new Map() // client -> Uint8Array over (writer, seq)
   const onUpdate = (client, payload) => {
     const t = now()
+    updateFrames++
     const text = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).toString('latin1')
     let bitmap = seen.get(client)
     if (!bitmap) { bitmap = new Uint8Array(slots); seen.set(client, bitmap) }
@@ -541,6 +543,7 @@ async function runFanout (run) {
       max: round(sorted.length ? sorted[sorted.length - 1] : null)
     },
     stray_tokens: stray,
+    update_frames: updateFrames,
     echoed_to_author: echoes,
     server_cpu_ms_edit_phase: cpu1 === null ? null : round(cpu2 - cpu1, 0),
     // Near 100 % means the load generator, not the server, set the pace.
