@@ -13,7 +13,7 @@ import httpx
 import pytest
 import websockets
 from fastapi import FastAPI
-from pycrdt import Doc, Text
+from pycrdt import Doc, Map, Text
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
@@ -151,34 +151,43 @@ async def test_a_dead_lag_monitor_is_reported(monkeypatch: pytest.MonkeyPatch) -
 async def test_healthz_answers_within_a_bound_under_load(tmp_path: Path) -> None:
     """Many editors fanning updates out through one room; /healthz keeps
     answering fast (it reads memory only) and reports the lag."""
-    clients, edits = 8, 300
+    clients, edits, cap = 8, 300, 3000
     async with run_collab(tmp_path, {"COLLAB_STORE_URL": "memory://"}) as srv:
         url = f"{srv.ws_url}/busy"
         sockets = [await websockets.connect(url, max_size=None) for _ in range(clients)]
         docs: list[Any] = [Doc() for _ in range(clients)]
-        total = clients * edits
+        latencies: list[float] = []
 
         async def drain(ws: Any, doc: Any) -> None:
-            """Apply what the server fans out until this editor has every edit
-            (the room merges bursts, so frames are fewer than edits)."""
-            text = doc.get("text", type=Text)
+            """Apply what the server fans out until this editor has every edit.
+            Each editor ends with a marker saying how many edits it sent, so the
+            reader knows the total once every marker has arrived (the room
+            merges bursts, so frames are fewer than edits)."""
+            text, done = doc.get("text", type=Text), doc.get("done", type=Map)
             async for frame in ws:
                 msg = p.decode_message(frame)
                 if isinstance(msg, (p.SyncStep2, p.SyncUpdate)):
                     doc.apply_update(msg.update)
-                    if str(text).count(";") == total:
+                    if len(done) == clients and str(text).count(";") == sum(done.values()):
                         return
 
         async def edit(ws: Any, n: int) -> None:
+            """Edit until both `edits` are sent and the prober has had ten
+            answers under load (a fast server would otherwise finish before
+            the prober got going); `cap` bounds the loop."""
             doc = docs[n]
-            text = doc.get("text", type=Text)
-            for i in range(edits):
+            text, done = doc.get("text", type=Text), doc.get("done", type=Map)
+            sent = 0
+            while sent < edits or (len(latencies) < 10 and sent < cap):
                 before = doc.get_state()
-                text.insert(0, f"{n}:{i};")
+                text.insert(0, f"{n}:{sent};")
                 await ws.send(p.encode_update(doc.get_update(before)))
+                sent += 1
                 await asyncio.sleep(0)  # let the prober run: its latency is what we measure
+            before = doc.get_state()
+            done[str(n)] = sent
+            await ws.send(p.encode_update(doc.get_update(before)))
 
-        latencies: list[float] = []
         stop = asyncio.Event()
 
         async def probe() -> None:
