@@ -387,6 +387,7 @@ async function runFanout (run) {
   const sentAt = new Float64Array(slots)
   const expected = rooms * writersPerRoom * edits * (clientsPerRoom - 1)
   const latencies = new Float64Array(expected)
+  const lastBySlot = new Float64Array(slots) // latency of each edit's last receipt
   let delivered = 0
   let firstSend = Infinity
   let lastReceipt = 0
@@ -413,6 +414,7 @@ async function runFanout (run) {
       if (bitmap[slot] || !sentAt[slot]) continue
       bitmap[slot] = 1
       if (delivered < expected) latencies[delivered++] = t - sentAt[slot]
+      lastBySlot[slot] = t - sentAt[slot]
       lastReceipt = t
       if (delivered === expected) allDeliveredResolve()
     }
@@ -542,6 +544,9 @@ async function runFanout (run) {
       p99: round(percentile(sorted, 99)),
       max: round(sorted.length ? sorted[sorted.length - 1] : null)
     },
+    // The three edits whose last receipt came latest: with few edits the
+    // p99 is set by one of them, so when they were sent says what stalled.
+    slowest_edits: slowestEdits(lastBySlot, sentAt, editStart, edits),
     stray_tokens: stray,
     update_frames: updateFrames,
     echoed_to_author: echoes,
@@ -553,6 +558,17 @@ async function runFanout (run) {
     verify,
     verify_ok: verify.every((v) => v.tokens === v.expected)
   }
+}
+
+function slowestEdits (lastBySlot, sentAt, editStart, edits) {
+  const slots = Array.from(lastBySlot.keys()).filter((i) => sentAt[i])
+  slots.sort((a, b) => lastBySlot[b] - lastBySlot[a])
+  return slots.slice(0, 3).map((i) => ({
+    writer: Math.floor(i / edits),
+    seq: i % edits,
+    sent_at_ms: round(sentAt[i] - editStart, 1),
+    last_receipt_ms: round(lastBySlot[i])
+  }))
 }
 
 function countSent (sentAt) {
