@@ -160,7 +160,7 @@ class Settings:
     fanout_window: float = 0.005
     # ... and a room of N peers at most once per N / fanout_frame_rate seconds
     # when that is longer (frames per second per room; 0 = the window alone).
-    fanout_frame_rate: int = 15_000
+    fanout_frame_rate: int = 7_500
     # Redis backplane: COLLAB_REDIS_URL, COLLAB_REDIS_PASSWORD, ...
     redis: RedisSettings = field(default_factory=RedisSettings)
     # Limits.

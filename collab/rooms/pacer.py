@@ -19,7 +19,7 @@ class Pacer:
     updates keep coming, a room fans out at most once per ``window``; and
     once a flood makes it merge, a big room more rarely: such a fan-out costs
     ``frames / frame_rate`` seconds of credit when that is longer, so a flood
-    into a room of 200 peers leaves as ~75 merged frames per second per peer
+    into a room of 200 peers leaves as ~38 merged frames per second per peer
     rather than 200 (the server's and every receiver's cost is per frame;
     Hocuspocus 4 merges the same way). The room's ``flush`` returns those
     frames (0 when it merged nothing): paced typing and presence, however
