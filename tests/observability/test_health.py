@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -177,16 +177,18 @@ async def test_healthz_answers_within_a_bound_under_load(tmp_path: Path) -> None
             the prober got going); `cap` bounds the loop."""
             doc = docs[n]
             text, done = doc.get("text", type=Text), doc.get("done", type=Map)
+
+            async def send(change: Callable[[], object]) -> None:
+                before = doc.get_state()
+                change()
+                await ws.send(p.encode_update(doc.get_update(before)))
+
             sent = 0
             while sent < edits or (len(latencies) < 10 and sent < cap):
-                before = doc.get_state()
-                text.insert(0, f"{n}:{sent};")
-                await ws.send(p.encode_update(doc.get_update(before)))
+                await send(lambda i=sent: text.insert(0, f"{n}:{i};"))
                 sent += 1
                 await asyncio.sleep(0)  # let the prober run: its latency is what we measure
-            before = doc.get_state()
-            done[str(n)] = sent
-            await ws.send(p.encode_update(doc.get_update(before)))
+            await send(lambda: done.__setitem__(str(n), sent))
 
         stop = asyncio.Event()
 
