@@ -403,7 +403,7 @@ async function runFanout (run) {
   // percentiles. This process's own receive path is cold then (V8 has not
   // optimised it yet), and how cold depends on how many frames the server
   // happened to send before the edits, not on how fast it serves them.
-  const measured = new Uint8Array(slots)
+  const warmupMs = rate > 0 ? cfg.warmupMs : 0
   const measuredLat = new Float64Array(expected)
   let measuredCount = 0
   const lastBySlot = new Float64Array(slots) // latency of each edit's last receipt
@@ -434,7 +434,7 @@ async function runFanout (run) {
       bitmap[slot] = 1
       if (delivered < expected) {
         latencies[delivered++] = t - sentAt[slot]
-        if (measured[slot]) measuredLat[measuredCount++] = t - sentAt[slot]
+        if (sentAt[slot] - editStart >= warmupMs) measuredLat[measuredCount++] = t - sentAt[slot]
       }
       lastBySlot[slot] = t - sentAt[slot]
       lastReceipt = t
@@ -491,7 +491,6 @@ async function runFanout (run) {
     const slot = w.writer * edits + s
     const t = now()
     sentAt[slot] = t
-    measured[slot] = rate === 0 || t - editStart >= cfg.warmupMs ? 1 : 0
     if (t < firstSend) firstSend = t
     const ytext = text.get(w)
     ytext.insert(ytext.length, `w${w.writer}:${s};`)
@@ -564,7 +563,7 @@ async function runFanout (run) {
     delivered_fraction: expected ? round(delivered / expected, 4) : null,
     deliveries_per_s: span ? round(delivered / span, 1) : null,
     latency_ms: latencySummary(sorted),
-    warmup_ms: rate > 0 ? cfg.warmupMs : 0,
+    warmup_ms: warmupMs,
     latency_ms_with_warmup: latencySummary(sortedAll),
     frames_before_edits: framesBeforeEdits,
     // The three edits whose last receipt came latest: with few edits the
